@@ -1,0 +1,88 @@
+"""The command line: parse, call an action, render. No logic lives here.
+
+`main()` is the console script. It is the one place where `OpskitError`s become a one-line
+message on stderr and an exit code, and where Ctrl-C / SIGTERM become `Interrupted`.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Annotated, NoReturn
+
+import click
+import typer
+
+from opskit import __version__, errors
+from opskit.cli import ports, volume
+from opskit.log import configure_logging
+
+app = typer.Typer(
+    name="opskit",
+    help="Back up and restore Docker volumes, audit published ports.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(volume.app, name="volume")
+app.add_typer(ports.app, name="ports")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"opskit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More logs on stderr (-vv: debug).")
+    ] = 0,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Logs as JSON lines.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print version."),
+    ] = False,
+) -> None:
+    """Back up and restore Docker volumes, audit published ports.
+
+    Examples:
+
+      opskit volume backup pgdata --to /var/backups/opskit
+
+      opskit volume restore pgdata --from /var/backups/opskit
+
+      opskit ports audit -f compose.yaml --fail-on high
+    """
+    configure_logging(verbose, log_json)
+
+
+def _raise_interrupted(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Run the CLI; turn opskit errors into one line on stderr and an exit code."""
+    # SIGTERM (systemd stop, docker stop, timeout) cleans up exactly like Ctrl-C.
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    configure_logging(0)
+    try:
+        app(standalone_mode=False)
+    except errors.OpskitError as error:
+        _fail(str(error), error.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted; cleaned up, nothing was half-written", errors.Interrupted.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", errors.EXIT_FAILURE)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as usage:
+        usage.show()
+        sys.exit(errors.EXIT_USAGE)
+    sys.exit(0)
+
+
+def _fail(message: str, exit_code: int) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(exit_code)

@@ -1,0 +1,31 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (default: $OPSKIT_CONFIG, /etc/opskit/opskit.yaml, "
+        "~/.config/opskit/opskit.yaml).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout instead of text.")
+]
+DockerHostOption = Annotated[
+    str | None,
+    typer.Option(
+        "--docker-host",
+        envvar="DOCKER_HOST",
+        help="Engine address, e.g. unix:///var/run/docker.sock, tcp://host:2376, ssh://user@host.",
+        show_default=False,
+    ),
+]

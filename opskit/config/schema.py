@@ -1,0 +1,43 @@
+"""The config file's schema: one pydantic model drives validation, the example file and the docs."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from opskit.config.ports_policy import PortsPolicy
+from opskit.config.targets import TargetConfig
+
+DEFAULT_HELPER_IMAGE = "busybox:stable"
+
+
+class Config(BaseModel):
+    """The whole config file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    helper_image: str = Field(
+        default=DEFAULT_HELPER_IMAGE,
+        description="Image of the temporary helper containers; it needs sh and tar (busybox).",
+        examples=["busybox:stable"],
+    )
+    targets: dict[str, TargetConfig] = Field(
+        default_factory=dict,
+        description="Named backup targets; use the name wherever --to/--from take a location.",
+        examples=[{"offsite": {"url": "s3://ops-backups/docker", "storage_class": "STANDARD_IA"}}],
+    )
+    ports: PortsPolicy = Field(
+        default_factory=PortsPolicy, description="Port audit policy (allowlist)."
+    )
+
+    def resolve_target(self, location: str) -> TargetConfig:
+        """Given a target name or a URL/path, return its settings.
+
+        A name from `targets` wins; a URL equal to a named target's url gets that target's
+        settings; anything else is a bare location with default settings.
+        """
+        if location in self.targets:
+            return self.targets[location]
+        for target in self.targets.values():
+            if target.url.rstrip("/") == location.rstrip("/"):
+                return target
+        return TargetConfig(url=location)

@@ -1,0 +1,111 @@
+"""The one storage interface every backup store implements (local directory, S3, ...).
+
+A store holds flat, named objects under a root (a directory or a bucket prefix). Names are
+relative, use `/` only, and never start with `/` or contain `..`.
+
+Writes are atomic: `create(name)` returns a writer; bytes become visible under `name` only when
+the writer is committed. On an exception or `abort()` nothing remains (no temp file, no
+multipart upload). Each implementation classifies its own failures into `opskit.errors`
+(`NotFound`, `StorageUnreachable`, `DiskFull`, `StorageError`).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object: its name relative to the store's root, and its size in bytes."""
+
+    name: str
+    size: int
+
+
+class ObjectWriter(abc.ABC):
+    """A file-like sink for one object. Use as a context manager: commit on success, abort on error."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes | memoryview) -> int:
+        """Write bytes; return how many."""
+
+    @abc.abstractmethod
+    def commit(self) -> None:
+        """Make the object visible under its name, atomically. Raise on failure (then aborted)."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Discard everything written. Safe to call twice and after a failed commit."""
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        """File-like protocol: compressors call it; data is flushed on commit."""
+
+    def __enter__(self) -> ObjectWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class Storage(abc.ABC):
+    """A backup store. `url` is how a user names it (`/srv/backups`, `s3://bucket/prefix`)."""
+
+    url: str
+
+    @abc.abstractmethod
+    def create(self, name: str) -> ObjectWriter:
+        """Return a writer for a new object `name`; it replaces an existing one on commit."""
+
+    @abc.abstractmethod
+    def open(self, name: str) -> BinaryIO:
+        """Return a readable binary stream of object `name`. Raise `NotFound` if absent."""
+
+    @abc.abstractmethod
+    def stat(self, name: str) -> ObjectInfo:
+        """Return the object's info. Raise `NotFound` if absent."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Yield the committed objects whose names start with `prefix`, in name order."""
+
+    @abc.abstractmethod
+    def remove(self, name: str) -> None:
+        """Remove object `name`. Raise `NotFound` if absent."""
+
+    @abc.abstractmethod
+    def check_writable(self) -> None:
+        """Raise a `StorageError` subclass now if a backup could not be written here."""
+
+    def location(self, name: str) -> str:
+        """Return the full address of object `name`, for people and for metadata."""
+        return f"{self.url.rstrip('/')}/{name}"
+
+    def read_bytes(self, name: str) -> bytes:
+        """Return a small object's whole content (metadata files only: never archives)."""
+        with self.open(name) as stream:
+            return stream.read()
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Store a small object atomically."""
+        with self.create(name) as writer:
+            writer.write(data)
+
+    def close(self) -> None:
+        """Release connections; the default has none."""
+
+
+def check_name(name: str) -> str:
+    """Return `name` if it is a valid object name, else raise ValueError (a programming error)."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"invalid object name {name!r}")
+    return name
