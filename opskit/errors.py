@@ -88,7 +88,15 @@ class ChecksumMismatch(ArchiveCorrupt):
     """The archive's bytes do not match the sha256 recorded at backup time."""
 
 
-class Interrupted(OpskitError):
-    """Ctrl-C or SIGTERM: the operation was stopped and cleaned up."""
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM, raised by the CLI's signal handlers.
+
+    A BaseException like KeyboardInterrupt, so no `except Exception` swallows it, and cleanup in
+    `finally` blocks still runs on the way out.
+    """
 
     exit_code = 130
+
+    def __init__(self, signal_name: str = "SIGINT") -> None:
+        self.signal_name = signal_name
+        super().__init__(f"interrupted by {signal_name}")

@@ -10,7 +10,6 @@ import signal
 import sys
 from typing import Annotated, NoReturn
 
-import click
 import typer
 
 from opskit import __version__, errors
@@ -59,28 +58,29 @@ def root(
 
 
 def _raise_interrupted(signum: int, frame: object) -> NoReturn:
-    raise KeyboardInterrupt
+    raise errors.Interrupted(signal.Signals(signum).name)
 
 
 def main() -> None:
-    """Run the CLI; turn opskit errors into one line on stderr and an exit code."""
-    # SIGTERM (systemd stop, docker stop, timeout) cleans up exactly like Ctrl-C.
+    """Run the CLI; turn opskit errors into one line on stderr and an exit code.
+
+    Typer's standalone mode handles usage errors (exit 2) and --help; everything of ours
+    surfaces here as an `OpskitError` or `Interrupted`.
+    """
+    # Ctrl-C and SIGTERM (systemd stop, timeouts) both unwind through `finally` blocks,
+    # which remove helper containers, abort uploads and restart stopped containers.
+    signal.signal(signal.SIGINT, _raise_interrupted)
     signal.signal(signal.SIGTERM, _raise_interrupted)
     configure_logging(0)
     try:
-        app(standalone_mode=False)
+        app()
     except errors.OpskitError as error:
         _fail(str(error), error.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted; cleaned up, nothing was half-written", errors.Interrupted.exit_code)
-    except click.exceptions.Abort:
-        _fail("aborted", errors.EXIT_FAILURE)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except click.ClickException as usage:
-        usage.show()
-        sys.exit(errors.EXIT_USAGE)
-    sys.exit(0)
+    except errors.Interrupted as interrupted:
+        _fail(
+            f"interrupted by {interrupted.signal_name}; cleaned up, nothing was half-written",
+            interrupted.exit_code,
+        )
 
 
 def _fail(message: str, exit_code: int) -> NoReturn:
