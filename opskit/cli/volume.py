@@ -1,5 +1,253 @@
-"""`opskit volume ...`: placeholder, being written."""
+"""`opskit volume backup|list|restore`: parse, call the action, render."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from typing import Annotated
 
 import typer
+from rich.table import Table
 
-app = typer.Typer(help="Back up, list and restore Docker volumes.", no_args_is_help=True)
+from opskit.actions.backup import BackupRequest, run_backup
+from opskit.actions.list_backups import run_list_backups
+from opskit.actions.restore import RestoreRequest, RestoreResult, run_restore
+from opskit.archive.catalog import BackupRecord
+from opskit.cli import render
+from opskit.cli.options import ConfigOption, DockerHostOption, JsonOption
+from opskit.config.load import load_config
+from opskit.config.schema import Config
+
+app = typer.Typer(
+    help="Back up, list and restore Docker volumes and bind paths.", no_args_is_help=True
+)
+
+
+class Compression(StrEnum):
+    zstd = "zstd"
+    gzip = "gzip"
+    none = "none"
+
+
+class TransferMode(StrEnum):
+    auto = "auto"
+    fifo = "fifo"
+    archive_api = "archive-api"
+
+
+TransferOption = Annotated[
+    TransferMode,
+    typer.Option(
+        "--transfer",
+        envvar="OPSKIT_TRANSFER",
+        help="How bytes move: fifo (local engine, fastest), archive-api (any engine, remote "
+        "too), auto (fifo when the engine is local).",
+    ),
+]
+HelperImageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--helper-image",
+        envvar="OPSKIT_HELPER_IMAGE",
+        help="Helper image with sh and tar (default: config helper_image, busybox:stable).",
+        show_default=False,
+    ),
+]
+StopContainersOption = Annotated[
+    bool,
+    typer.Option(
+        "--stop-containers",
+        help="Stop running containers that use the volume, and start them again afterwards.",
+    ),
+]
+
+
+def _location(given: str | None, config: Config) -> str:
+    return given or os.environ.get("OPSKIT_TARGET") or config.default_target
+
+
+@app.command("backup")
+def backup(
+    source: Annotated[str, typer.Argument(help="Volume name, or absolute host path.")],
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="Directory or s3://bucket/prefix (default: $OPSKIT_TARGET, config "
+            "default_target, /var/backups/opskit).",
+            show_default=False,
+        ),
+    ] = None,
+    compress: Annotated[Compression, typer.Option("--compress", help="Archive compression.")] = (
+        Compression.zstd
+    ),
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Tag the backup (repeatable).")
+    ] = None,
+    stop_containers: StopContainersOption = False,
+    json_output: JsonOption = False,
+    transfer: TransferOption = TransferMode.auto,
+    helper_image: HelperImageOption = None,
+    docker_host: DockerHostOption = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Back up a volume (or a host directory) into a .tar.zst/.tar.gz/.tar archive.
+
+    Examples:
+
+      opskit volume backup pgdata --to /var/backups/opskit
+
+      opskit volume backup pgdata --to s3://ops-backups/docker --stop-containers --tag nightly
+
+      opskit volume backup /srv/app/uploads --compress gzip --json
+    """
+    config = load_config(config_path)
+    request = BackupRequest(
+        source=source,
+        to=_location(to, config),
+        compression=compress.value,
+        tags=tag or [],
+        stop_containers=stop_containers,
+        transfer=transfer.value,
+        helper_image=helper_image,
+        docker_host=docker_host,
+    )
+    with render.progress_bar(f"backup {source}", None, enabled=not json_output) as on_progress:
+        record = run_backup(request, config, on_progress=on_progress, notify=render.notice)
+    if json_output:
+        render.print_json(record.to_dict())
+        return
+    render.stdout.print(
+        f"backed up {record.kind} {record.source} as {record.id}\n"
+        f"  archive  {record.location}\n"
+        f"  size     {render.human_size(record.size)} ({record.compression}, "
+        f"{render.human_size(record.tar_size)} of tar)\n"
+        f"  sha256   {record.sha256}",
+        markup=False,
+    )
+
+
+@app.command("list")
+def list_backups(
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="Directory or s3://bucket/prefix.", show_default=False),
+    ] = None,
+    volume: Annotated[
+        str | None, typer.Option("--volume", help="Only backups of this volume or path.")
+    ] = None,
+    json_output: JsonOption = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """List backups, oldest first.
+
+    Examples:
+
+      opskit volume list --from /var/backups/opskit
+
+      opskit volume list --from s3://ops-backups/docker --volume pgdata --json
+    """
+    config = load_config(config_path)
+    records = run_list_backups(_location(from_, config), config, volume)
+    if json_output:
+        render.print_json([record.to_dict() for record in records])
+        return
+    render.stdout.print(_records_table(records))
+
+
+def _records_table(records: list[BackupRecord]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for column in ("ID", "SOURCE", "KIND", "CREATED", "SIZE", "COMPRESSION", "TAGS"):
+        table.add_column(column, no_wrap=column in ("ID", "CREATED"))
+    for record in records:
+        table.add_row(
+            record.id,
+            record.source,
+            record.kind,
+            record.created,
+            render.human_size(record.size),
+            record.compression,
+            ",".join(record.tags),
+        )
+    return table
+
+
+@app.command("restore")
+def restore(
+    source: Annotated[str, typer.Argument(help="Volume name or host path that was backed up.")],
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Directory or s3://bucket/prefix holding the backups.",
+            show_default=False,
+        ),
+    ] = None,
+    backup_id: Annotated[str, typer.Option("--backup", help="Backup id, or latest.")] = "latest",
+    into: Annotated[
+        str | None,
+        typer.Option(
+            "--into",
+            help="Restore into this volume or path instead (created if missing).",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace a non-empty target; its contents are first saved "
+            "as a pre-restore backup.",
+        ),
+    ] = False,
+    stop_containers: StopContainersOption = False,
+    json_output: JsonOption = False,
+    transfer: TransferOption = TransferMode.auto,
+    helper_image: HelperImageOption = None,
+    docker_host: DockerHostOption = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Restore a backup. Refuses a non-empty target without --force; never leaves it half-written.
+
+    Examples:
+
+      opskit volume restore pgdata --from /var/backups/opskit
+
+      opskit volume restore pgdata --from /var/backups/opskit --force --stop-containers
+
+      opskit volume restore pgdata --from /var/backups/opskit --backup pgdata-20261126T095132Z-1a2b
+
+      opskit volume restore pgdata --from s3://ops-backups/docker --into pgdata-check
+    """
+    config = load_config(config_path)
+    request = RestoreRequest(
+        source=source,
+        from_=_location(from_, config),
+        backup=backup_id,
+        into=into,
+        force=force,
+        stop_containers=stop_containers,
+        transfer=transfer.value,
+        helper_image=helper_image,
+        docker_host=docker_host,
+    )
+    with render.progress_bar(f"restore {source}", None, enabled=not json_output) as on_progress:
+        result = run_restore(request, config, on_progress=on_progress, notify=render.notice)
+    if json_output:
+        render.print_json(result.to_dict())
+        return
+    _print_restore(result)
+
+
+def _print_restore(result: RestoreResult) -> None:
+    lines = [
+        f"restored {result.backup.id} into {result.target_kind} {result.target}"
+        + (" (created)" if result.created_target else ""),
+        f"  from     {result.backup.location}",
+        f"  sha256   {result.backup.sha256} (verified)",
+    ]
+    if result.safety_backup is not None:
+        lines.append(f"  previous contents saved as {result.safety_backup.id} (tag pre-restore)")
+    if result.restarted_containers:
+        lines.append(f"  restarted {', '.join(result.restarted_containers)}")
+    render.stdout.print("\n".join(lines), markup=False)

@@ -8,6 +8,7 @@ from opskit.config.ports_policy import PortsPolicy
 from opskit.config.targets import TargetConfig
 
 DEFAULT_HELPER_IMAGE = "busybox:stable"
+DEFAULT_TARGET = "/var/backups/opskit"
 
 
 class Config(BaseModel):
@@ -19,6 +20,12 @@ class Config(BaseModel):
         default=DEFAULT_HELPER_IMAGE,
         description="Image of the temporary helper containers; it needs sh and tar (busybox).",
         examples=["busybox:stable"],
+    )
+    default_target: str = Field(
+        default=DEFAULT_TARGET,
+        description="Where --to/--from point when not given (a directory, s3://..., or a "
+        "target name). The environment variable OPSKIT_TARGET overrides it.",
+        examples=["/var/backups/opskit", "offsite"],
     )
     targets: dict[str, TargetConfig] = Field(
         default_factory=dict,

@@ -26,7 +26,7 @@ class ObjectInfo:
 
 
 class ObjectWriter(abc.ABC):
-    """A file-like sink for one object. Use as a context manager: commit on success, abort on error."""
+    """A file-like sink for one object. As a context manager: commit on success, abort on error."""
 
     @abc.abstractmethod
     def write(self, data: bytes | memoryview) -> int:

@@ -141,7 +141,10 @@ class LocalStorage(Storage):
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise classify_os_error(exc, f"creating {self.root}") from exc
+            raise errors.StorageError(
+                f"cannot create backup directory {self.root} ({exc.strerror})",
+                "choose another --to or fix the path",
+            ) from exc
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise errors.StorageError(
                 f"not writable: {self.root}", "fix its permissions or choose another --to"

@@ -1,0 +1,265 @@
+"""`volume restore`: unpack a backup into a volume or bind path, safely.
+
+The order is what makes it safe at 3 a.m.:
+1. refuse a non-empty target without --force, and a target in use without --stop-containers;
+2. with --force, first save the current contents as a `pre-restore` backup in the same store;
+3. unpack into a hidden staging directory inside the target while checking the archive's sha256;
+4. only when tar succeeded and the checksum matched, swap: remove the old contents, move the new
+   ones up, and give the target root the archive's mode and owner.
+A corrupt archive therefore never touches the old data.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+
+import structlog
+
+from opskit import errors
+from opskit.actions.backup import BackupLabels, write_backup
+from opskit.actions.session import Notify, containers_stopped, quiet, used_by_others
+from opskit.archive import catalog
+from opskit.archive.pipeline import HashingReader, ProgressCallback, tar_chunks, verify_digest
+from opskit.archive.tar_root import RootEntrySniffer
+from opskit.config.schema import Config
+from opskit.engine import client, helper, transfer, volumes
+from opskit.storage.base import Storage
+from opskit.storage.registry import open_storage
+
+log = structlog.get_logger(__name__)
+
+TARGET_MOUNT_POINT = "/target"
+STAGING_PREFIX = ".opskit-restore-"
+
+# Drops staging directories that a killed restore left, then says whether anything else is there.
+PROBE_SCRIPT = f"""
+cd {TARGET_MOUNT_POINT} || exit 20
+for entry in {STAGING_PREFIX}*; do [ -d "$entry" ] && rm -rf -- "$entry"; done
+for entry in .[!.]* ..?* *; do
+  if [ -e "$entry" ] || [ -L "$entry" ]; then echo nonempty; exit 0; fi
+done
+echo empty
+"""
+
+# $1 is the staging directory. chown before chmod: chown clears setuid/setgid bits.
+SWAP_SCRIPT = f"""
+set -e
+cd {TARGET_MOUNT_POINT}
+staging="$1"
+for entry in .[!.]* ..?* *; do
+  [ -e "$entry" ] || [ -L "$entry" ] || continue
+  [ "$entry" = "$staging" ] && continue
+  rm -rf -- "$entry"
+done
+for entry in "$staging"/.[!.]* "$staging"/..?* "$staging"/*; do
+  [ -e "$entry" ] || [ -L "$entry" ] || continue
+  mv -- "$entry" .
+done
+chown "$(stat -c %u:%g "$staging")" .
+chmod "$(stat -c %a "$staging")" .
+rmdir -- "$staging"
+"""
+
+
+@dataclass
+class RestoreRequest:
+    """Which backup of `source` to restore from the store `from_`, and into what."""
+
+    source: str
+    from_: str
+    backup: str = "latest"
+    into: str | None = None  # default: the source itself
+    force: bool = False
+    stop_containers: bool = False
+    transfer: str = "auto"
+    helper_image: str | None = None
+    docker_host: str | None = None
+
+
+@dataclass
+class RestoreResult:
+    backup: catalog.BackupRecord
+    target: str
+    target_kind: str
+    created_target: bool
+    replaced_contents: bool
+    safety_backup: catalog.BackupRecord | None
+    restarted_containers: list[str] = field(default_factory=list)
+    transfer: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "backup": self.backup.to_dict(),
+            "target": self.target,
+            "target_kind": self.target_kind,
+            "created_target": self.created_target,
+            "replaced_contents": self.replaced_contents,
+            "safety_backup": self.safety_backup.to_dict() if self.safety_backup else None,
+            "restarted_containers": self.restarted_containers,
+            "transfer": self.transfer,
+        }
+
+
+def run_restore(
+    request: RestoreRequest,
+    config: Config,
+    on_progress: ProgressCallback | None = None,
+    notify: Notify = quiet,
+) -> RestoreResult:
+    """Given a request, restore the chosen backup into the target. Return what was done.
+
+    Raise `NotFound` (no such backup), `TargetNotEmpty`, `TargetInUse`, `ChecksumMismatch`,
+    `ArchiveCorrupt`, `HelperFailed`. On any failure the target keeps its previous contents.
+    """
+    source = volumes.DataSource.parse(request.source)
+    storage = open_storage(request.from_, config)
+    engine = client.connect(request.docker_host)
+    try:
+        record = catalog.find_record(storage, source.name, request.backup)
+        target = volumes.DataSource.parse(request.into) if request.into else source
+        created_target = _ensure_target(engine, target, record)
+        users = used_by_others(engine, target)
+        if users and not request.stop_containers:
+            raise errors.TargetInUse(
+                f"{target.describe()} is used by running containers "
+                f"{', '.join(user.name for user in users)}",
+                "stop them, or pass --stop-containers to stop and restart them around the restore",
+            )
+        with (
+            containers_stopped(engine, users, notify) as stopped,
+            transfer.open_transfer(engine, request.transfer) as data_path,
+            helper.helper_session(
+                engine,
+                request.helper_image or config.helper_image,
+                target,
+                TARGET_MOUNT_POINT,
+                read_only=False,
+                extra_mounts=data_path.mounts(),
+            ) as session,
+        ):
+            safety = _save_current_contents(
+                session, data_path, storage, target, request.force, notify
+            )
+            try:
+                _unpack_and_swap(session, data_path, storage, record, on_progress)
+            except errors.OpskitError as error:
+                if safety is not None:
+                    error.message += f" (target unchanged; also saved as backup {safety.id})"
+                raise
+        return RestoreResult(
+            backup=record,
+            target=target.name,
+            target_kind=target.kind,
+            created_target=created_target,
+            replaced_contents=safety is not None,
+            safety_backup=safety,
+            restarted_containers=[ref.name for ref in stopped],
+            transfer=data_path.name,
+        )
+    finally:
+        engine.close()
+        storage.close()
+
+
+def _ensure_target(
+    engine: client.Engine, target: volumes.DataSource, record: catalog.BackupRecord
+) -> bool:
+    """Create a missing target volume (with the backup's labels) or path; return if created."""
+    if target.kind == "volume":
+        if volumes.volume_exists(engine, target.name):
+            return False
+        volumes.create_volume(engine, target.name, labels=record.volume_labels)
+        return True
+    if engine.shares_filesystem and not os.path.isdir(target.name):
+        try:
+            os.makedirs(target.name, mode=0o700)
+        except OSError as exc:
+            raise errors.HelperFailed(
+                f"cannot create {target.name}: {exc.strerror}", "create it or choose another --into"
+            ) from exc
+        return True
+    return False
+
+
+def _save_current_contents(
+    session: helper.HelperSession,
+    data_path: transfer.Transfer,
+    storage: Storage,
+    target: volumes.DataSource,
+    force: bool,
+    notify: Notify,
+) -> catalog.BackupRecord | None:
+    """Refuse a non-empty target without `force`; with it, back the contents up first."""
+    probe = session.run_checked(["sh", "-c", PROBE_SCRIPT], f"inspecting {target.describe()}")
+    if "nonempty" not in probe.output:
+        return None
+    if not force:
+        raise errors.TargetNotEmpty(
+            f"{target.describe()} is not empty",
+            "pass --force to replace its contents (they are saved first as a pre-restore backup),"
+            " or restore --into a new volume",
+        )
+    safety = write_backup(
+        session,
+        TARGET_MOUNT_POINT,
+        data_path,
+        storage,
+        BackupLabels(
+            source=target,
+            volume=None,
+            compression="zstd",
+            tags=["pre-restore"],
+            stopped_containers=[],
+        ),
+    )
+    notify(f"saved the current contents of {target.describe()} as backup {safety.id}")
+    return safety
+
+
+def _unpack_and_swap(
+    session: helper.HelperSession,
+    data_path: transfer.Transfer,
+    storage: Storage,
+    record: catalog.BackupRecord,
+    on_progress: ProgressCallback | None,
+) -> None:
+    staging = f"{STAGING_PREFIX}{secrets.token_hex(4)}"
+    staging_path = f"{TARGET_MOUNT_POINT}/{staging}"
+    session.run_checked(["mkdir", staging_path], "creating a staging directory in the target")
+    try:
+        with storage.open(record.archive) as stream:
+            stored = HashingReader(stream, on_progress)
+            tar_stream = RootEntrySniffer(tar_chunks(stored, record.compression, record.archive))
+            data_path.import_tar(session, staging_path, tar_stream)
+            verify_digest(stored, record.sha256, record.size, record.archive)
+        if tar_stream.root is not None:
+            root = tar_stream.root
+            session.run_checked(
+                [
+                    "sh",
+                    "-c",
+                    'chown "$1" "$3" && chmod "$2" "$3"',
+                    "root",
+                    f"{root.uid}:{root.gid}",
+                    f"{root.mode:o}",
+                    staging_path,
+                ],
+                "setting the target root's owner and mode",
+            )
+    except BaseException:
+        _remove_staging(session, staging_path)
+        raise
+    session.run_checked(
+        ["sh", "-c", SWAP_SCRIPT, "swap", staging], "replacing the target's contents"
+    )
+    log.info("restore.done", id=record.id)
+
+
+def _remove_staging(session: helper.HelperSession, staging_path: str) -> None:
+    # Best effort: if this fails too, the next restore's probe removes the leftover.
+    try:
+        session.run(["rm", "-rf", "--", staging_path])
+    except (errors.OpskitError, errors.Interrupted) as exc:
+        log.error("restore.staging_cleanup_failed", path=staging_path, error=str(exc))

@@ -1,0 +1,189 @@
+"""The temporary helper container: one per operation, always removed, even on failure or Ctrl-C.
+
+The helper mounts the data (a volume or a bind path) and sleeps; every step of an operation
+(probe, tar, swap) runs in it with `exec`, which costs milliseconds where a new container costs
+about a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import docker.errors
+import docker.types
+import structlog
+
+from opskit import errors
+from opskit.engine.client import Engine, translated_errors
+from opskit.engine.volumes import HELPER_LABEL, DataSource
+
+log = structlog.get_logger(__name__)
+
+# The helper waits for exec commands; removal kills it, so the length only bounds a leak.
+IDLE_COMMAND = ["sleep", "2147483647"]
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: str  # stdout and stderr, small (tar's messages), never data
+
+    def last_line(self) -> str:
+        lines = [line for line in self.output.strip().splitlines() if line.strip()]
+        return lines[-1].strip() if lines else f"exit code {self.exit_code}"
+
+
+class RunningExec:
+    """A command running in the helper; a thread waits for its end."""
+
+    def __init__(self, session: HelperSession, command: list[str]) -> None:
+        self.command = command
+        self.result: ExecResult | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(session,), daemon=True)
+        self._thread.start()
+
+    def _run(self, session: HelperSession) -> None:
+        try:
+            self.result = session.run(self.command)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            self._error = exc
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self) -> ExecResult:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self.result is not None
+        return self.result
+
+
+class HelperSession:
+    """A running helper container with `data` mounted at `mount_point`."""
+
+    def __init__(self, engine: Engine, container_id: str, mount_point: str) -> None:
+        self.engine = engine
+        self.container_id = container_id
+        self.mount_point = mount_point
+
+    def run(self, command: list[str]) -> ExecResult:
+        """Run `command` in the helper and wait for it; return its exit code and output."""
+        api = self.engine.client.api
+        with translated_errors("running a command in the helper container"):
+            exec_id = api.exec_create(self.container_id, command, user="0:0")["Id"]
+            output = api.exec_start(exec_id)
+            exit_code = api.exec_inspect(exec_id)["ExitCode"]
+        text = output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output)
+        log.debug("helper.exec", command=command, exit_code=exit_code)
+        return ExecResult(exit_code=exit_code if exit_code is not None else -1, output=text)
+
+    def start(self, command: list[str]) -> RunningExec:
+        """Start `command` in the helper without waiting."""
+        return RunningExec(self, command)
+
+    def run_checked(self, command: list[str], what: str) -> ExecResult:
+        """Run `command`; raise `HelperFailed` naming `what` if it exits non-zero."""
+        result = self.run(command)
+        if result.exit_code != 0:
+            raise errors.HelperFailed(f"{what} failed: {result.last_line()}")
+        return result
+
+
+def ensure_image(engine: Engine, image: str) -> None:
+    """Make sure `image` is present, pulling it if missing. Raise `HelperImageMissing` if not."""
+    try:
+        engine.client.images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.APIError as exc:
+        raise errors.EngineError(f"inspecting helper image {image}: {exc.explanation}") from exc
+    log.info("helper.pulling", image=image)
+    try:
+        engine.client.images.pull(image)
+    except docker.errors.DockerException as exc:
+        raise errors.HelperImageMissing(
+            f"helper image {image} is missing and could not be pulled",
+            "load or build it (scripts/setup-engine.sh builds busybox:stable offline) "
+            "or choose another with --helper-image",
+        ) from exc
+
+
+def data_mount(data: DataSource, mount_point: str, read_only: bool) -> docker.types.Mount:
+    return docker.types.Mount(
+        target=mount_point,
+        source=data.name,
+        type="volume" if data.kind == "volume" else "bind",
+        read_only=read_only,
+    )
+
+
+@contextlib.contextmanager
+def helper_session(
+    engine: Engine,
+    image: str,
+    data: DataSource,
+    mount_point: str,
+    read_only: bool,
+    extra_mounts: list[docker.types.Mount] | None = None,
+) -> Iterator[HelperSession]:
+    """Start a helper container mounting `data`; yield a session; always remove the container."""
+    ensure_image(engine, image)
+    mounts = [data_mount(data, mount_point, read_only), *(extra_mounts or [])]
+    container = None
+    try:
+        try:
+            with translated_errors(f"starting a helper container for {data.describe()}"):
+                container = engine.client.containers.create(
+                    image,
+                    entrypoint=IDLE_COMMAND,
+                    command=[],
+                    mounts=mounts,
+                    labels={HELPER_LABEL: "1"},
+                    network_mode="none",
+                    user="0:0",
+                    detach=True,
+                )
+                container.start()
+        except errors.EngineError as exc:
+            raise _explain_start_failure(exc, data) from exc
+        log.debug("helper.started", container=container.short_id, data=data.describe())
+        yield HelperSession(engine, container.id, mount_point)
+    finally:
+        if container is not None:
+            _remove(engine, container.id)
+
+
+def _explain_start_failure(exc: errors.EngineError, data: DataSource) -> errors.OpskitError:
+    text = str(exc)
+    if data.kind == "path" and (
+        "bind source path does not exist" in text or "no such file" in text
+    ):
+        return errors.NotFound(f"path {data.name} does not exist on the engine's host")
+    return exc
+
+
+def _remove(engine: Engine, container_id: str) -> None:
+    # A failed removal is logged, not raised, so it never hides the error that got us here.
+    # A second Ctrl-C during removal must not leak the container: finish, then re-raise.
+    try:
+        _remove_once(engine, container_id)
+    except errors.Interrupted:
+        _remove_once(engine, container_id)
+        raise
+
+
+def _remove_once(engine: Engine, container_id: str) -> None:
+    try:
+        engine.client.api.remove_container(container_id, force=True, v=False)
+        log.debug("helper.removed", container=container_id[:12])
+    except docker.errors.NotFound:
+        pass
+    except (docker.errors.DockerException, OSError) as exc:
+        log.error("helper.remove_failed", container=container_id[:12], error=str(exc))

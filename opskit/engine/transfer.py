@@ -1,0 +1,225 @@
+"""The two ways to move tar bytes in and out of a helper container, and the one place that chooses.
+
+- `fifo`: the helper's busybox tar reads/writes a FIFO in a host directory bind-mounted at /io.
+  The host end sets the pipe to 1 MiB, which makes this path as fast as tar on the host. Needs an
+  engine on this machine (it must see our directory).
+- `archive-api`: the engine's archive endpoints (GET/PUT /containers/{id}/archive). Works for any
+  engine, remote ones included, with no shared filesystem.
+
+Data never goes through a container's stdout/attach stream: measured 15x slower.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import select
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import docker.types
+import structlog
+
+from opskit import errors
+from opskit.engine.client import Engine, translated_errors
+from opskit.engine.helper import HelperSession, RunningExec
+
+log = structlog.get_logger(__name__)
+
+TRANSFER_MODES = ("auto", "fifo", "archive-api")
+CHUNK_SIZE = 1 << 20
+PIPE_SIZE = 1 << 20
+IO_MOUNT_POINT = "/io"
+# /run is shared with dockerd even when opskit runs under systemd with PrivateTmp=yes.
+IO_PARENT_CANDIDATES = (Path("/run/opskit"),)
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+ChunkSink = Callable[[bytes], object]
+
+
+class Transfer(abc.ABC):
+    """Moves a tar stream out of, or into, a directory inside a helper session."""
+
+    name: str
+
+    def mounts(self) -> list[docker.types.Mount]:
+        """Extra mounts the helper needs for this transfer."""
+        return []
+
+    @abc.abstractmethod
+    def export_tar(self, session: HelperSession, directory: str, sink: ChunkSink) -> None:
+        """Stream a tar of `directory`'s contents (entries `./...`) into `sink`, chunk by chunk."""
+
+    @abc.abstractmethod
+    def import_tar(self, session: HelperSession, directory: str, chunks: Iterable[bytes]) -> None:
+        """Extract the tar stream `chunks` into the existing `directory`, with numeric owners."""
+
+    def close(self) -> None:
+        """Remove what the transfer created on the host."""
+
+
+def choose_transfer(engine: Engine, mode: str = "auto") -> Transfer:
+    """Return the transfer for `mode`; `auto` picks the FIFO path when the engine is local."""
+    if mode not in TRANSFER_MODES:
+        raise errors.UsageError(
+            f"unknown transfer {mode!r}", f"use one of {', '.join(TRANSFER_MODES)}"
+        )
+    if mode == "fifo" or (mode == "auto" and engine.shares_filesystem):
+        if not engine.shares_filesystem and mode == "fifo":
+            log.warning("forcing the fifo transfer on an engine that may not see this machine")
+        return FifoTransfer()
+    return ArchiveApiTransfer(engine)
+
+
+@contextlib.contextmanager
+def open_transfer(engine: Engine, mode: str = "auto") -> Iterator[Transfer]:
+    transfer = choose_transfer(engine, mode)
+    try:
+        yield transfer
+    finally:
+        transfer.close()
+
+
+def _make_io_directory() -> Path:
+    for parent in IO_PARENT_CANDIDATES:
+        try:
+            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix="io-", dir=parent))
+        except OSError:
+            continue
+    return Path(tempfile.mkdtemp(prefix="opskit-io-"))
+
+
+class FifoTransfer(Transfer):
+    name = "fifo"
+
+    def __init__(self) -> None:
+        self.io_directory = _make_io_directory()
+
+    def mounts(self) -> list[docker.types.Mount]:
+        return [
+            docker.types.Mount(target=IO_MOUNT_POINT, source=str(self.io_directory), type="bind")
+        ]
+
+    def close(self) -> None:
+        shutil.rmtree(self.io_directory, ignore_errors=True)
+
+    def _new_fifo(self, stem: str) -> tuple[Path, str]:
+        name = f"{stem}-{secrets.token_hex(4)}.tar"
+        host_path = self.io_directory / name
+        os.mkfifo(host_path, 0o600)
+        return host_path, f"{IO_MOUNT_POINT}/{name}"
+
+    def export_tar(self, session: HelperSession, directory: str, sink: ChunkSink) -> None:
+        host_path, helper_path = self._new_fifo("export")
+        descriptor = os.open(host_path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            _grow_pipe(descriptor)
+            tar = session.start(["tar", "-cf", helper_path, "-C", directory, "."])
+            _wait_for_writer(descriptor, tar)
+            os.set_blocking(descriptor, True)
+            while chunk := os.read(descriptor, CHUNK_SIZE):
+                sink(chunk)
+        finally:
+            os.close(descriptor)
+            host_path.unlink(missing_ok=True)
+        _check_tar(tar, f"reading {directory} in the helper container")
+
+    def import_tar(self, session: HelperSession, directory: str, chunks: Iterable[bytes]) -> None:
+        host_path, helper_path = self._new_fifo("import")
+        tar = session.start(["tar", "-xf", helper_path, "--numeric-owner", "-C", directory])
+        descriptor = -1
+        try:
+            descriptor = _open_writer(host_path, tar)
+            _grow_pipe(descriptor)
+            os.set_blocking(descriptor, True)
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    written = os.write(descriptor, view)
+                    view = view[written:]
+        except BrokenPipeError:
+            pass  # tar stopped reading; its exit code below says why
+        finally:
+            if descriptor >= 0:
+                os.close(descriptor)
+            host_path.unlink(missing_ok=True)
+        _check_tar(tar, f"writing into {directory} in the helper container")
+
+
+def _grow_pipe(descriptor: int) -> None:
+    """1 MiB instead of 64 KiB: measured 6.5x faster through the helper (measurements.md)."""
+    try:
+        fcntl.fcntl(descriptor, F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError as exc:
+        log.debug("pipe size stays default", error=str(exc))
+
+
+def _wait_for_writer(descriptor: int, tar: RunningExec) -> None:
+    """Wait until the helper's tar opened the FIFO (data or hang-up shows), or it ended early.
+
+    Linux reports no POLLHUP on a FIFO that never had a writer, so an early exit of tar would
+    otherwise block us forever.
+    """
+    poller = select.poll()
+    poller.register(descriptor, select.POLLIN | select.POLLHUP)
+    while not poller.poll(100):
+        if tar.done:
+            if poller.poll(0):
+                return
+            result = tar.wait()
+            raise errors.HelperFailed(f"the helper's tar did not start: {result.last_line()}")
+
+
+def _open_writer(host_path: Path, tar: RunningExec) -> int:
+    """Open the FIFO for writing once the helper's tar opened it for reading."""
+    while True:
+        try:
+            return os.open(host_path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+        if tar.done:
+            result = tar.wait()
+            raise errors.HelperFailed(f"the helper's tar did not start: {result.last_line()}")
+        time.sleep(0.02)
+
+
+def _check_tar(tar: RunningExec, what: str) -> None:
+    result = tar.wait()
+    if result.exit_code != 0:
+        raise errors.HelperFailed(f"{what} failed: {result.last_line()}")
+
+
+class ArchiveApiTransfer(Transfer):
+    """GET/PUT /containers/{id}/archive: no shared filesystem, no tar binary needed."""
+
+    name = "archive-api"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def export_tar(self, session: HelperSession, directory: str, sink: ChunkSink) -> None:
+        # A path ending in "/." gives entries "./..." like `tar -C directory .` does.
+        with translated_errors(f"reading {directory} through the engine's archive endpoint"):
+            stream, _ = self.engine.client.api.get_archive(
+                session.container_id, directory.rstrip("/") + "/.", chunk_size=CHUNK_SIZE
+            )
+            for chunk in stream:
+                sink(chunk)
+
+    def import_tar(self, session: HelperSession, directory: str, chunks: Iterable[bytes]) -> None:
+        with translated_errors(f"writing into {directory} through the engine's archive endpoint"):
+            # docker-py streams a generator body with chunked encoding: bounded memory.
+            accepted = self.engine.client.api.put_archive(
+                session.container_id, directory, data=iter(chunks)
+            )
+        if not accepted:
+            raise errors.HelperFailed(f"the engine refused the archive for {directory}")

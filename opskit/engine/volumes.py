@@ -1,0 +1,143 @@
+"""Volumes and bind paths on the engine: what they are, who uses them, stopping their users."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import docker.errors
+import structlog
+
+from opskit import errors
+from opskit.engine.client import Engine, translated_errors
+
+log = structlog.get_logger(__name__)
+
+HELPER_LABEL = "io.opskit.helper"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A volume name or an absolute host path (the source of a bind mount)."""
+
+    kind: str  # "volume" or "path"
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> DataSource:
+        """Text with a `/` (or a leading `.`/`~`) is a host path, made absolute; else a volume."""
+        if "/" in text or text.startswith((".", "~")):
+            return cls("path", os.path.abspath(os.path.expanduser(text)))
+        if not text:
+            raise errors.UsageError("empty volume name")
+        return cls("volume", text)
+
+    def describe(self) -> str:
+        return f"volume {self.name}" if self.kind == "volume" else f"path {self.name}"
+
+
+@dataclass
+class VolumeInfo:
+    name: str
+    driver: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContainerRef:
+    id: str
+    name: str
+    is_opskit_helper: bool
+
+
+def inspect_volume(engine: Engine, name: str) -> VolumeInfo:
+    """Return the volume's info. Raise `NotFound` if it does not exist."""
+    try:
+        with translated_errors(f"inspecting volume {name}"):
+            volume = engine.client.volumes.get(name)
+    except errors.NotFound as exc:
+        raise errors.NotFound(
+            f"volume {name} does not exist", "check the name with: docker volume ls"
+        ) from exc
+    return VolumeInfo(
+        name=name,
+        driver=volume.attrs.get("Driver", "local"),
+        labels=volume.attrs.get("Labels") or {},
+    )
+
+
+def volume_exists(engine: Engine, name: str) -> bool:
+    try:
+        inspect_volume(engine, name)
+    except errors.NotFound:
+        return False
+    return True
+
+
+def create_volume(engine: Engine, name: str, labels: dict[str, str] | None = None) -> VolumeInfo:
+    """Create a local volume `name` with `labels`; return its info."""
+    with translated_errors(f"creating volume {name}"):
+        engine.client.volumes.create(name=name, labels=labels or {})
+    log.info("volume.created", volume=name)
+    return inspect_volume(engine, name)
+
+
+def check_source_exists(engine: Engine, source: DataSource) -> VolumeInfo | None:
+    """Raise `NotFound` if the volume or host path is missing. Return the volume's info, if any."""
+    if source.kind == "volume":
+        return inspect_volume(engine, source.name)
+    if engine.shares_filesystem and not os.path.isdir(source.name):
+        raise errors.NotFound(
+            f"path {source.name} does not exist or is not a directory",
+            "give an existing absolute directory or a volume name",
+        )
+    return None
+
+
+def running_users(engine: Engine, source: DataSource) -> list[ContainerRef]:
+    """Return the running containers that mount `source` (a volume, or a path overlapping it)."""
+    users = []
+    with translated_errors("listing containers"):
+        containers = engine.client.containers.list()
+    for container in containers:
+        mounts = container.attrs.get("Mounts") or []
+        if any(_mount_uses(mount, source) for mount in mounts):
+            labels = container.attrs.get("Config", {}).get("Labels") or {}
+            users.append(
+                ContainerRef(
+                    id=container.id,
+                    name=container.name,
+                    is_opskit_helper=HELPER_LABEL in labels,
+                )
+            )
+    return users
+
+
+def _mount_uses(mount: dict, source: DataSource) -> bool:
+    if source.kind == "volume":
+        return mount.get("Type") == "volume" and mount.get("Name") == source.name
+    if mount.get("Type") != "bind":
+        return False
+    mounted = os.path.normpath(mount.get("Source", ""))
+    wanted = os.path.normpath(source.name)
+    return mounted == wanted or mounted.startswith(wanted + "/") or wanted.startswith(mounted + "/")
+
+
+def stop_container(engine: Engine, ref: ContainerRef) -> None:
+    """Stop one container (docker's default grace period, then SIGKILL)."""
+    with translated_errors(f"stopping container {ref.name}"):
+        engine.client.containers.get(ref.id).stop()
+    log.info("container.stopped", container=ref.name)
+
+
+def start_containers(engine: Engine, containers: list[ContainerRef]) -> list[str]:
+    """Start the containers again. Try every one; return the names that failed to start."""
+    failed = []
+    for ref in containers:
+        try:
+            engine.client.containers.get(ref.id).start()
+            log.info("container.started", container=ref.name)
+        except (docker.errors.DockerException, OSError) as exc:
+            log.error("container.start_failed", container=ref.name, error=str(exc))
+            failed.append(ref.name)
+    return failed
