@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MIB = 1024 * 1024
+SIZE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": MIB, "gib": 1024 * MIB}
+S3_SETTINGS = (
+    "endpoint_url",
+    "region",
+    "profile",
+    "addressing_style",
+    "storage_class",
+    "sse",
+    "sse_kms_key_id",
+    "part_size",
+    "max_concurrency",
+)
+
+
+def parse_size(value: object) -> object:
+    """Given a size as an int or a string like `64MiB` / `1 GiB`, return bytes as an int.
+
+    Anything else is returned unchanged for pydantic to reject.
+    """
+    if not isinstance(value, str):
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", value)
+    if match is None or match.group(2).lower() not in SIZE_UNITS:
+        raise ValueError(f"not a size: {value!r} (write bytes, or e.g. 64MiB, 1GiB)")
+    return int(match.group(1)) * SIZE_UNITS[match.group(2).lower()]
 
 
 class TargetConfig(BaseModel):
@@ -22,32 +50,72 @@ class TargetConfig(BaseModel):
         "Default: boto3's chain (AWS_ENDPOINT_URL, ~/.aws/config).",
         examples=["https://minio.internal:9000"],
     )
-    region: str | None = Field(default=None, description="S3 region.", examples=["eu-west-1"])
+    region: str | None = Field(
+        default=None,
+        description="S3 region. Default: boto3's chain (AWS_REGION, AWS_DEFAULT_REGION, "
+        "~/.aws/config), else us-east-1.",
+        examples=["eu-west-1"],
+    )
     profile: str | None = Field(
-        default=None, description="Profile from ~/.aws/config.", examples=["backups"]
+        default=None,
+        description="Profile from ~/.aws/config and ~/.aws/credentials. Default: AWS_PROFILE, "
+        "else the default chain (environment, files, instance or task role).",
+        examples=["backups"],
     )
     addressing_style: Literal["path", "virtual", "auto"] | None = Field(
-        default=None, description="S3 bucket addressing style.", examples=["path"]
+        default=None,
+        description="Bucket addressing: path (endpoint/bucket/key, needed by many MinIO and "
+        "Ceph set-ups), virtual (bucket.endpoint/key), or auto (boto3's choice, the default).",
+        examples=["path"],
     )
     storage_class: str | None = Field(
         default=None,
-        description="S3 storage class for archives.",
+        description="S3 storage class for archives; metadata (*.json) stays STANDARD so that "
+        "list can always read it. GLACIER and DEEP_ARCHIVE archives need an S3 restore "
+        "before opskit can read them; GLACIER_IR does not.",
         examples=["STANDARD_IA", "GLACIER_IR"],
     )
-    sse: Literal["AES256", "aws:kms"] | None = Field(
+    sse: Literal["AES256", "aws:kms", "aws:kms:dsse"] | None = Field(
         default=None,
-        description="Server-side encryption: AES256 (SSE-S3) or aws:kms (SSE-KMS).",
+        description="Server-side encryption of every object written: AES256 (SSE-S3), "
+        "aws:kms (SSE-KMS) or aws:kms:dsse. Default: the bucket's default encryption.",
         examples=["aws:kms"],
     )
     sse_kms_key_id: str | None = Field(
-        default=None, description="KMS key id for sse: aws:kms.", examples=["alias/backups"]
+        default=None,
+        description="KMS key id, ARN or alias for sse: aws:kms. Default: the account's aws/s3 key.",
+        examples=["alias/backups"],
     )
     part_size: int | None = Field(
         default=None,
-        description="Multipart part size in bytes. Default: 16 MiB, grown automatically so "
-        "that a 5 TiB archive stays under 10,000 parts.",
-        examples=[67108864],
+        ge=5 * MIB,
+        le=5 * 1024 * MIB,
+        description="Multipart part size, in bytes or with a unit (64MiB). Default: 8 MiB, "
+        "grown automatically with the part number so that a 5 TiB archive stays under "
+        "10,000 parts. An explicit size is used for every part (stores like Cloudflare R2 "
+        "need equal parts); archives then stop at 10,000 parts of it.",
+        examples=["64MiB", 67108864],
     )
     max_concurrency: int | None = Field(
-        default=None, description="Parts uploaded at once (default 4).", examples=[4]
+        default=None,
+        ge=1,
+        le=64,
+        description="Parts uploaded at once. Default: 4, lowered as parts grow so the part "
+        "buffers stay within 48 MiB. Memory is about (max_concurrency + 1) x part size.",
+        examples=[4],
     )
+
+    @field_validator("part_size", mode="before")
+    @classmethod
+    def _parse_part_size(cls, value: object) -> object:
+        return parse_size(value)
+
+    @model_validator(mode="after")
+    def _check_s3_settings(self) -> TargetConfig:
+        if not self.url.startswith("s3://"):
+            given = [name for name in S3_SETTINGS if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"S3 settings ({', '.join(given)}) need an s3:// url")
+        if self.sse_kms_key_id is not None and self.sse not in ("aws:kms", "aws:kms:dsse"):
+            raise ValueError("sse_kms_key_id needs sse: aws:kms")
+        return self
