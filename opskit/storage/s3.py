@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import queue
 import threading
 import time
@@ -23,6 +24,7 @@ from urllib.parse import urlparse
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.session
 import structlog
 
 from opskit import __version__, errors
@@ -63,6 +65,8 @@ DEFAULT_PART_SIZE = PART_SCHEDULE[0][1]
 # backoff with jitter, a retry quota) with more attempts than its default 3.
 RETRY_MODE = "standard"
 MAX_ATTEMPTS = 10
+# check_writable() should answer fast: its client gives up after this many attempts.
+PROBE_ATTEMPTS = 3
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
 # A download interrupted mid-stream is resumed from where it stopped (a ranged GET), this often.
@@ -182,7 +186,7 @@ def classify_error(exc: BaseException, where: _Where) -> errors.OpskitError:
     if isinstance(exc, botocore.exceptions.HTTPClientError | ConnectionError | TimeoutError):
         return errors.StorageUnreachable(
             f"connection to S3 endpoint {where.endpoint} lost while {where.action} "
-            f"{where.target} (retried {MAX_ATTEMPTS} times)"
+            f"{where.target}, after retries"
         )
     if isinstance(exc, botocore.exceptions.FlexibleChecksumError):
         return errors.ChecksumMismatch(
@@ -458,7 +462,7 @@ class S3ObjectWriter(ObjectWriter):
                 raise classify_error(exc, self._where) from exc
             raise
         self._state = "committed"
-        self._stop_workers(wait=0)
+        self._stop_workers(wait=None)  # idle by now: they exit at once
 
     def _put_whole(self) -> None:
         view = memoryview(self._buffer or b"")[: self._filled]
@@ -531,10 +535,14 @@ class S3ObjectWriter(ObjectWriter):
             error=str(classify_error(exc, self._where)),
         )
 
-    def _stop_workers(self, wait: float) -> None:
-        """Ask the workers to exit after their current part; wait up to `wait` seconds."""
+    def _stop_workers(self, wait: float | None) -> None:
+        """Ask the workers to exit after their current part; wait up to `wait` seconds (None:
+        don't wait)."""
         for _ in self._workers:
             self._work.put(None)
+        if wait is None:
+            self._workers = []
+            return
         deadline = time.monotonic() + wait
         for worker in self._workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -633,6 +641,7 @@ class S3Storage(Storage):
         sse_kms_key_id: str | None = None,
         part_size: int | None = None,
         max_concurrency: int | None = None,
+        probe_client_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -644,6 +653,8 @@ class S3Storage(Storage):
         self.max_concurrency = max_concurrency
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.endpoint = str(client.meta.endpoint_url)
+        self._probe_client_factory = probe_client_factory
+        self._probe_client: Any = None
 
     @classmethod
     def from_target(cls, target: TargetConfig) -> S3Storage:
@@ -655,18 +666,31 @@ class S3Storage(Storage):
         """
         bucket, prefix = parse_s3_url(target.url)
         concurrency = target.max_concurrency or DEFAULT_MAX_CONCURRENCY
-        config = botocore.config.Config(
-            retries={"mode": RETRY_MODE, "max_attempts": MAX_ATTEMPTS},
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
-            max_pool_connections=max(10, concurrency + 4),
-            tcp_keepalive=True,
-            user_agent_extra=f"opskit/{__version__}",
-            s3={"addressing_style": target.addressing_style} if target.addressing_style else None,
-        )
         try:
-            session = boto3.session.Session(profile_name=target.profile, region_name=target.region)
+            botocore_session = botocore.session.Session()
+            session = boto3.session.Session(
+                botocore_session=botocore_session,
+                profile_name=target.profile,
+                region_name=target.region,
+            )
+            retry_mode, max_attempts = _retry_settings(botocore_session)
+            config = botocore.config.Config(
+                retries={"mode": retry_mode, "max_attempts": max_attempts},
+                connect_timeout=CONNECT_TIMEOUT,
+                read_timeout=READ_TIMEOUT,
+                max_pool_connections=max(10, concurrency + 4),
+                tcp_keepalive=True,
+                user_agent_extra=f"opskit/{__version__}",
+                s3={"addressing_style": target.addressing_style}
+                if target.addressing_style
+                else None,
+            )
             client = session.client("s3", endpoint_url=target.endpoint_url, config=config)
+            probe_config = config.merge(
+                botocore.config.Config(
+                    retries={"mode": retry_mode, "max_attempts": min(PROBE_ATTEMPTS, max_attempts)}
+                )
+            )
         except botocore.exceptions.ProfileNotFound as exc:
             raise errors.ConfigError(
                 f"AWS profile {exc.kwargs.get('profile')!r} (for {target.url}) is not in "
@@ -686,6 +710,9 @@ class S3Storage(Storage):
             sse_kms_key_id=target.sse_kms_key_id,
             part_size=target.part_size,
             max_concurrency=target.max_concurrency,
+            probe_client_factory=lambda: session.client(
+                "s3", endpoint_url=target.endpoint_url, config=probe_config
+            ),
         )
 
     # -- naming ------------------------------------------------------------------------------
@@ -778,19 +805,36 @@ class S3Storage(Storage):
         self._call("removing", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
 
     def check_writable(self) -> None:
-        """List one key under the prefix: fast, and unlike HeadBucket its errors say why
-        (a wrong key, a missing bucket, access denied). S3 cannot promise a write will be
-        allowed without trying one; the upload reports that case itself."""
+        """Raise now if the bucket is missing, unreachable or refuses these credentials.
+
+        Lists one key under the prefix, with few retries so it is fast; unlike HeadBucket, its
+        errors say why. S3 cannot promise a write is allowed without trying one: a PutObject
+        denial is reported by the upload itself.
+        """
+        if self._probe_client is None:
+            factory = self._probe_client_factory
+            self._probe_client = factory() if factory is not None else self.client
         self._call(
             "checking",
             self.prefix or None,
-            lambda: self.client.list_objects_v2(
+            lambda: self._probe_client.list_objects_v2(
                 Bucket=self.bucket, Prefix=self._key_prefix(), MaxKeys=1
             ),
         )
 
     def close(self) -> None:
         self.client.close()
+        if self._probe_client is not None and self._probe_client is not self.client:
+            self._probe_client.close()
+
+
+def _retry_settings(botocore_session: botocore.session.Session) -> tuple[str, int]:
+    """Return (retry mode, max attempts): the user's AWS_RETRY_MODE / AWS_MAX_ATTEMPTS (or
+    retry_mode / max_attempts in ~/.aws/config) when set, else ours."""
+    scoped = botocore_session.get_scoped_config()
+    mode = os.environ.get("AWS_RETRY_MODE") or scoped.get("retry_mode") or RETRY_MODE
+    attempts = botocore_session.get_config_variable("max_attempts") or MAX_ATTEMPTS
+    return str(mode), int(attempts)
 
 
 def _is_valid_name(name: str) -> bool:
