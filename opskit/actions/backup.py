@@ -119,7 +119,11 @@ def write_backup(
     log.info("backup.start", source=labels.source.describe(), id=backup_id, to=storage.url)
     with storage.create(archive_name) as writer:
         archive = ArchiveWriter(writer, labels.compression, on_progress)
-        data_path.export_tar(session, directory, archive.write)
+        try:
+            data_path.export_tar(session, directory, archive.write)
+        except BaseException:
+            archive.abort()
+            raise
         digest = archive.finish()
     record = catalog.BackupRecord(
         id=backup_id,

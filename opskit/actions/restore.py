@@ -23,6 +23,7 @@ from opskit.actions.session import Notify, containers_stopped, quiet, used_by_ot
 from opskit.archive import catalog
 from opskit.archive.pipeline import HashingReader, ProgressCallback, tar_chunks, verify_digest
 from opskit.archive.tar_root import RootEntrySniffer
+from opskit.archive.threads import ReadAhead
 from opskit.config.schema import Config
 from opskit.engine import client, helper, transfer, volumes
 from opskit.storage.base import Storage
@@ -231,8 +232,14 @@ def _unpack_and_swap(
     try:
         with storage.open(record.archive) as stream:
             stored = HashingReader(stream, on_progress)
-            tar_stream = RootEntrySniffer(tar_chunks(stored, record.compression, record.archive))
-            data_path.import_tar(session, staging_path, tar_stream)
+            read_ahead = ReadAhead(stored)  # hashing and reading overlap decompression
+            try:
+                tar_stream = RootEntrySniffer(
+                    tar_chunks(read_ahead, record.compression, record.archive)
+                )
+                data_path.import_tar(session, staging_path, tar_stream)
+            finally:
+                read_ahead.close()
             verify_digest(stored, record.sha256, record.size, record.archive)
         if tar_stream.root is not None:
             root = tar_stream.root

@@ -15,13 +15,15 @@ import hashlib
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 import zstandard
 
 from opskit import errors
+from opskit.archive import threads
+from opskit.archive.threads import BackgroundSink
 
-CHUNK_SIZE = 1 << 20
+CHUNK_SIZE = threads.CHUNK_SIZE
 COMPRESSIONS = ("zstd", "gzip", "none")
 SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
 ZSTD_LEVEL = 3
@@ -30,8 +32,7 @@ GZIP_LEVEL = 6
 ProgressCallback = Callable[[int], None]
 
 
-class Sink(Protocol):
-    def write(self, data: bytes | memoryview, /) -> int: ...
+Sink = threads.Sink
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,9 @@ class ArchiveWriter:
         self.stored = HashingSink(sink)
         self.on_progress = on_progress
         self.tar_size = 0
-        self._compressor = _open_compressor(compression, self.stored)
+        # Hashing and storage writes run in a thread beside the compressor (see threads.py).
+        self._background = BackgroundSink(self.stored)
+        self._compressor = _open_compressor(compression, self._background)
 
     def write(self, data: bytes | memoryview) -> int:
         self.tar_size += len(data)
@@ -84,9 +87,18 @@ class ArchiveWriter:
         return len(data)
 
     def finish(self) -> Digest:
-        """Flush the compressor's last frame; return what was written."""
-        self._compressor.close()
+        """Flush the compressor's last frame and wait for the writes; return what was written."""
+        try:
+            self._compressor.close()
+            self._background.finish()
+        except BaseException:
+            self.abort()
+            raise
         return Digest(self.stored.size, self.stored.hash.hexdigest(), self.tar_size)
+
+    def abort(self) -> None:
+        """Stop the writer thread; the caller aborts the storage object."""
+        self._background.abort()
 
 
 class _PassThrough:
@@ -100,7 +112,7 @@ class _PassThrough:
         pass
 
 
-def _open_compressor(compression: str, sink: HashingSink):  # noqa: ANN202 - three file-likes
+def _open_compressor(compression: str, sink: Sink):  # noqa: ANN202 - three file-likes
     if compression == "zstd":
         # threads=-1: one worker per core; compression runs beside the reading thread.
         compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
@@ -130,37 +142,21 @@ class HashingReader:
     def readable(self) -> bool:
         return True
 
-    def drain(self) -> None:
-        """Read what the decompressor left (e.g. trailing padding) so the hash covers it all."""
-        while self.read(CHUNK_SIZE):
-            pass
 
 
 def tar_chunks(
-    stored: HashingReader, compression: str, archive_name: str = "archive"
+    stored: BinaryIO, compression: str, archive_name: str = "archive"
 ) -> Iterator[bytes]:
-    """Yield the tar bytes of a stored archive, read through `stored`.
+    """Yield the tar bytes of a stored archive, read from `stored` to its very end.
 
-    Raise `ArchiveCorrupt` if it cannot be decompressed. The caller checks `stored.hash` and
-    `stored.size` against the metadata once this is exhausted.
+    Decompression runs in its own thread, one bounded queue ahead. Raise `ArchiveCorrupt` if the
+    archive cannot be decompressed. A truncated zstd archive ends quietly: the caller's size
+    and sha256 check (`verify_digest`) is what catches it.
     """
+    if compression not in COMPRESSIONS:
+        raise errors.ArchiveCorrupt(f"{archive_name}: unknown compression {compression!r}")
     try:
-        if compression == "zstd":
-            decompressor = zstandard.ZstdDecompressor()
-            reader = decompressor.stream_reader(
-                stored, read_size=CHUNK_SIZE, read_across_frames=True, closefd=False
-            )
-            # It ends quietly when input stops inside a frame: the caller's size and sha256
-            # check is what catches a truncated archive.
-            yield from _read_chunks(reader)
-        elif compression == "gzip":
-            with gzip.GzipFile(fileobj=stored, mode="rb") as reader:  # type: ignore[arg-type]
-                yield from _read_chunks(reader)
-        elif compression == "none":
-            yield from _read_chunks(stored)
-        else:
-            raise errors.ArchiveCorrupt(f"{archive_name}: unknown compression {compression!r}")
-        stored.drain()
+        yield from threads.ProducedChunks(lambda sink: _decompress(stored, compression, sink))
     except (zstandard.ZstdError, OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) and exc.errno:
             raise  # a real I/O error, classified by the caller
@@ -168,6 +164,27 @@ def tar_chunks(
             f"{archive_name} is corrupt or truncated ({exc})",
             "restore another backup (opskit volume list)",
         ) from exc
+
+
+def _decompress(stored: BinaryIO, compression: str, sink: Sink) -> None:
+    if compression == "zstd":
+        # stream_writer releases the GIL and reads across frames; stream_reader does neither.
+        writer = zstandard.ZstdDecompressor().stream_writer(
+            sink, write_size=CHUNK_SIZE, closefd=False
+        )
+        for chunk in _read_chunks(stored):
+            writer.write(chunk)
+        writer.flush()
+    elif compression == "gzip":
+        with gzip.GzipFile(fileobj=stored, mode="rb") as reader:  # type: ignore[arg-type]
+            for chunk in _read_chunks(reader):
+                sink.write(chunk)
+    else:
+        for chunk in _read_chunks(stored):
+            sink.write(chunk)
+    # Read what the decompressor left (trailing bytes) so the hash covers the whole object.
+    while stored.read(CHUNK_SIZE):
+        pass
 
 
 def _read_chunks(reader: BinaryIO) -> Iterator[bytes]:

@@ -1,0 +1,149 @@
+"""Benchmark: opskit volume backup/restore against the host's tar+zstd on the same data.
+
+Creates a ~1.1 GiB volume (4 x 128 MiB random, 4 x 128 MiB text logs, 10,000 small files), then
+times, in one run and alternating:
+  backup:  host `tar -cf - . | zstd -T0 -3 > file`   vs  `opskit volume backup VOL --to DIR`
+  restore: host `zstd -dc file | tar -x -C dir`      vs  `opskit volume restore VOL --into NEW`
+and prints both ratios (best of --repeat runs each) and opskit's peak RSS.
+
+Targets (issue 2): backup <= 1.25x, restore <= 1.35x, peak RSS <= 150 MB.
+Run as root on a machine with the engine up: `python benchmarks/volume_throughput.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import docker
+
+MIB = 1 << 20
+WORDS = (
+    "GET POST PUT /api/v1/users /api/v1/orders /healthz 200 201 204 301 404 500 INFO WARN ERROR "
+    "DEBUG request completed in ms user_id session trace span db query cache hit miss upstream "
+    "timeout retry backend frontend worker queue job started finished failed payload bytes"
+).split()
+
+
+def make_volume(client: docker.DockerClient, name: str, scale: float) -> Path:
+    """Create and fill the benchmark volume; return its host mountpoint."""
+    volume = client.volumes.create(name)
+    root = Path(volume.attrs["Mountpoint"])
+    chunk = int(128 * MIB * scale)
+    rng = random.Random(42)
+    for index in range(4):
+        (root / f"random-{index}.bin").write_bytes(os.urandom(chunk))
+        with open(root / f"app-{index}.log", "w") as log:
+            written = 0
+            while written < chunk:
+                line = " ".join(rng.choices(WORDS, k=12)) + f" {rng.randrange(10**9)}\n"
+                block = line * 1 + "".join(
+                    " ".join(rng.choices(WORDS, k=12)) + f" {rng.randrange(10**9)}\n"
+                    for _ in range(999)
+                )
+                log.write(block)
+                written += len(block)
+    small = root / "small"
+    for directory_index in range(100):
+        directory = small / f"d{directory_index:03}"
+        directory.mkdir(parents=True)
+        for file_index in range(100):
+            (directory / f"f{file_index:03}.txt").write_bytes(os.urandom(rng.randrange(64, 4096)))
+    return root
+
+
+def timed(command: list[str] | str, shell: bool = False) -> tuple[float, int, str]:
+    """Run a command; return (seconds, peak RSS in bytes of the process tree's largest, stdout).
+
+    Dirty pages of the previous step are flushed first, so no step pays for another's writes.
+    """
+    os.sync()
+    start = time.perf_counter()
+    process = subprocess.Popen(command, shell=shell, stdout=subprocess.PIPE, text=True)
+    stdout = process.stdout.read() if process.stdout else ""
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"command failed: {command}")
+    return elapsed, usage.ru_maxrss * 1024, stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = ~1.1 GiB")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--workdir", default="/var/tmp", help="where archives are written")
+    arguments = parser.parse_args()
+
+    client = docker.from_env()
+    name = f"opskit-bench-{uuid.uuid4().hex[:8]}"
+    restored = [f"{name}-restored-{index}" for index in range(arguments.repeat)]
+    work = Path(tempfile.mkdtemp(prefix="opskit-bench-", dir=arguments.workdir))
+    opskit = [sys.executable, "-m", "opskit"]
+    try:
+        print(f"creating volume {name} ...", file=sys.stderr)
+        mountpoint = make_volume(client, name, arguments.scale)
+        size = sum(path.stat().st_size for path in mountpoint.rglob("*") if path.is_file())
+        subprocess.run(["tar", "-cf", "/dev/null", "-C", str(mountpoint), "."], check=True)
+        host_archive = work / "host.tar.zst"
+        results: dict[str, list[float]] = {key: [] for key in ("host_b", "ops_b", "host_r", "ops_r")}
+        peak_rss = 0
+        record = None
+        for index in range(arguments.repeat):
+            seconds, _, _ = timed(
+                f"tar -cf - -C {mountpoint} . | zstd -q -T0 -3 > {host_archive}", shell=True
+            )
+            results["host_b"].append(seconds)
+            backups = work / f"opskit-{index}"
+            seconds, rss, out = timed(
+                [*opskit, "volume", "backup", name, "--to", str(backups), "--json"]
+            )
+            results["ops_b"].append(seconds)
+            peak_rss = max(peak_rss, rss)
+            record = json.loads(out)
+
+            host_target = Path(client.volumes.create(f"{name}-host-{index}").attrs["Mountpoint"])
+            seconds, _, _ = timed(
+                f"zstd -q -dc {host_archive} | tar -x -C {host_target}", shell=True
+            )
+            results["host_r"].append(seconds)
+            client.volumes.get(f"{name}-host-{index}").remove()
+            seconds, rss, _ = timed(
+                [*opskit, "volume", "restore", name, "--from", str(backups),
+                 "--into", restored[index], "--json"]
+            )
+            results["ops_r"].append(seconds)
+            peak_rss = max(peak_rss, rss)
+            shutil.rmtree(backups)
+        best = {key: min(values) for key, values in results.items()}
+        backup_ratio = best["ops_b"] / best["host_b"]
+        restore_ratio = best["ops_r"] / best["host_r"]
+        assert record is not None
+        print(f"data: {size / MIB:.0f} MiB in the volume, archive {record['size'] / MIB:.0f} MiB "
+              f"(zstd -3), transfer {record['transfer']}, best of {arguments.repeat}")
+        print(f"backup:  host tar|zstd {best['host_b']:.2f}s  opskit {best['ops_b']:.2f}s  "
+              f"ratio {backup_ratio:.2f}x (target <= 1.25x)")
+        print(f"restore: host zstd|tar {best['host_r']:.2f}s  opskit {best['ops_r']:.2f}s  "
+              f"ratio {restore_ratio:.2f}x (target <= 1.35x)")
+        print(f"opskit peak RSS: {peak_rss / 1e6:.0f} MB (target <= 150 MB)")
+        print("all runs: " + json.dumps({k: [round(v, 2) for v in vs] for k, vs in results.items()}))
+    finally:
+        for volume_name in [name, *restored]:
+            try:
+                client.volumes.get(volume_name).remove(force=True)
+            except docker.errors.NotFound:
+                pass
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
