@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install opskit into ./.venv (with test tools when given "test") and make sure a Docker engine
+# and the helper image are ready. Works on a fresh Debian 12 as root; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+extras="${1:-}"
+
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  say "installing python3 and python3-venv"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update >/dev/null
+  apt-get install -y --no-install-recommends python3 python3-venv python3-pip >/dev/null
+fi
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  say "opskit needs Python >= 3.11 (found $(python3 --version))"; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  python3 -m venv .venv
+fi
+spec="."
+[ "$extras" = test ] && spec=".[test]"
+say "installing opskit ($spec) into .venv"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
+
+bash scripts/setup-engine.sh

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: install with test tools, start the engine and build
+# the helper image, lint, then pytest (the S3 server is started by the test fixtures).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh test
+echo "== ruff"
+.venv/bin/ruff check opskit tests benchmarks
+echo "== pytest"
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/python -m pytest "$@"
