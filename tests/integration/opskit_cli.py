@@ -1,0 +1,146 @@
+"""Running opskit as a user does (`python -m opskit ... --json` in a subprocess), and checking
+what a run left behind: error lines, files in a backup directory, helper containers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+HELPER_LABEL = "io.opskit.helper"
+# A container that stops at once on SIGTERM (a plain `sleep` as PID 1 ignores it, and every
+# `docker stop` would then wait the full 10 s grace period).
+STOPPABLE_COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]
+
+
+def opskit_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "opskit", *args]
+
+
+def opskit_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    environment = dict(os.environ)
+    for name in ("OPSKIT_TARGET", "OPSKIT_CONFIG", "OPSKIT_TRANSFER", "OPSKIT_HELPER_IMAGE"):
+        environment.pop(name, None)
+    # No config file of the machine may change what the tests see.
+    environment["OPSKIT_CONFIG"] = os.devnull
+    environment.update(extra or {})
+    return environment
+
+
+def run_opskit(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m opskit ARGS` from the repository; return the finished process."""
+    return subprocess.run(
+        opskit_command(*args),
+        cwd=REPOSITORY,
+        env=opskit_environment(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def describe(result: subprocess.CompletedProcess[str]) -> str:
+    return (
+        f"`{' '.join(result.args[2:])}` exited {result.returncode}\n"
+        f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
+    )
+
+
+def run_json(*args: str, env: dict[str, str] | None = None) -> Any:
+    """Run opskit with `--json`; fail unless it exits 0; return the parsed stdout document."""
+    result = run_opskit(*args, "--json", env=env)
+    assert result.returncode == 0, describe(result)
+    try:
+        return json.loads(result.stdout)
+    except ValueError as exc:
+        message = f"stdout is not one JSON document ({exc})\n{describe(result)}"
+        raise AssertionError(message) from exc
+
+
+def backup(source: str, to: Path | str, *options: str) -> dict[str, Any]:
+    document = run_json("volume", "backup", source, "--to", str(to), *options)
+    assert isinstance(document, dict), document
+    return document
+
+
+def restore(source: str, from_: Path | str, *options: str) -> dict[str, Any]:
+    document = run_json("volume", "restore", source, "--from", str(from_), *options)
+    assert isinstance(document, dict), document
+    return document
+
+
+def list_backups(from_: Path | str, *options: str) -> list[dict[str, Any]]:
+    document = run_json("volume", "list", "--from", str(from_), *options)
+    assert isinstance(document, list), document
+    return document
+
+
+def assert_failed_with_one_line(
+    result: subprocess.CompletedProcess[str],
+    *words: str,
+    exit_code: int = 1,
+    notices: tuple[str, ...] = (),
+) -> str:
+    """Check a failed run: `exit_code`, no traceback, and exactly one stderr line, which starts
+    with `error:` and contains every one of `words` (case-insensitive).
+
+    Lines starting with one of `notices` (e.g. "saved the current contents") may precede it.
+    Return the error line.
+    """
+    assert result.returncode == exit_code, describe(result)
+    assert "Traceback" not in result.stderr + result.stdout, describe(result)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    others = [line for line in lines[:-1] if not line.startswith(notices or ("\0",))]
+    assert lines and lines[-1].startswith("error: ") and not others, (
+        f"expected one `error:` line on stderr\n{describe(result)}"
+    )
+    error_line = lines[-1]
+    for word in words:
+        assert word.lower() in error_line.lower(), f"{word!r} not in the error line\n{error_line}"
+    return error_line
+
+
+def files_in(directory: Path) -> list[str]:
+    """Every file and directory below `directory` (hidden ones included), relative names."""
+    if not directory.exists():
+        return []
+    return sorted(str(path.relative_to(directory)) for path in directory.rglob("*"))
+
+
+def helpers_using(client: docker.DockerClient, data: str) -> list[str]:
+    """Names of opskit helper containers (running or not) that mount volume or path `data`."""
+    found = []
+    for container in client.containers.list(all=True, filters={"label": HELPER_LABEL}):
+        for mount in container.attrs.get("Mounts") or []:
+            if data in (mount.get("Name"), mount.get("Source")):
+                found.append(container.name)
+    return found
+
+
+def started_at(client: docker.DockerClient, container_id: str) -> tuple[bool, str]:
+    """Return (running, StartedAt) of a container."""
+    state = client.containers.get(container_id).attrs["State"]
+    return state["Running"], state["StartedAt"]
+
+
+def wait_for_next_second() -> None:
+    """Sleep into the next wall-clock second.
+
+    Backups made within one second are not ordered by `latest` (see
+    tests/unit/archive/test_catalog.py::test_find_record_latest_is_the_newest_within_one_second);
+    tests that need two ordered backups wait, so they test what they name and nothing else.
+    """
+    time.sleep(1.05 - (time.time() % 1.0))
+
+
+def volume_mountpoint(client: docker.DockerClient, name: str) -> Path:
+    return Path(client.volumes.get(name).attrs["Mountpoint"])
