@@ -148,9 +148,13 @@ def list_backups(
       opskit volume list --from s3://ops-backups/docker --volume pgdata --json
     """
     config = load_config(config_path)
-    records = run_list_backups(_location(from_, config), config, volume)
+    location = _location(from_, config)
+    records = run_list_backups(location, config, volume)
     if json_output:
         render.print_json([record.to_dict() for record in records])
+        return
+    if not records:
+        render.notice(f"no backups{' of ' + volume if volume else ''} in {location}")
         return
     render.stdout.print(_records_table(records))
 
