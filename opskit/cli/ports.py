@@ -1,5 +1,183 @@
-"""`opskit ports ...`: placeholder until the port audit lands."""
+"""`opskit ports audit`: parse, call the action, render (table, JSON or SARIF)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.table import Table
+
+from opskit.actions.audit_ports import AuditRequest, AuditResult, run_audit_ports
+from opskit.cli import render
+from opskit.cli.options import ConfigOption, DockerHostOption
+from opskit.config.load import load_config
+from opskit.ports import report, sarif
+from opskit.ports.model import Finding, Severity
 
 app = typer.Typer(help="Audit published and exposed ports.", no_args_is_help=True)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    sarif = "sarif"
+
+
+class FirewallChoice(StrEnum):
+    auto = "auto"
+    none = "none"
+    ufw = "ufw"
+    firewalld = "firewalld"
+
+
+_SEVERITY_STYLES = {
+    Severity.critical: "bold red",
+    Severity.high: "red",
+    Severity.medium: "yellow",
+    Severity.low: "cyan",
+    Severity.info: "dim",
+}
+
+
+@app.command("audit")
+def audit(
+    files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Compose file; repeat to merge files in order, like `docker compose -f a -f b`.",
+            show_default=False,
+        ),
+    ] = None,
+    project_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--project-dir",
+            help="Project directory (default: the first file's directory); holds `.env`.",
+            show_default=False,
+        ),
+    ] = None,
+    env_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--env-file",
+            help="Env file for interpolation; repeatable (default: .env in the project dir). "
+            "Process environment variables override it.",
+            show_default=False,
+        ),
+    ] = None,
+    project_name: Annotated[
+        str | None,
+        typer.Option(
+            "--project-name",
+            "-p",
+            help="Compose project name (default: COMPOSE_PROJECT_NAME, `name:`, the dir name).",
+            show_default=False,
+        ),
+    ] = None,
+    runtime: Annotated[
+        bool | None,
+        typer.Option(
+            "--runtime/--no-runtime",
+            help="Audit the engine's running containers too, and their drift from compose "
+            "files (default: when an engine answers).",
+            show_default=False,
+        ),
+    ] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="Output: table, json or sarif.")
+    ] = OutputFormat.table,
+    fail_on: Annotated[
+        Severity | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when a finding at or above this severity remains.",
+            show_default=False,
+        ),
+    ] = None,
+    firewall: Annotated[
+        FirewallChoice,
+        typer.Option(
+            "--firewall",
+            help="Host firewall for firewall-bypass: auto detects ufw/firewalld here; name "
+            "one when auditing for another host.",
+        ),
+    ] = FirewallChoice.auto,
+    docker_host: DockerHostOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Find risky, colliding and drifting port mappings in compose files and on the engine.
+
+    Exit codes: 0 no finding at or above --fail-on; 1 there is one; 2 bad usage or input.
+
+    Examples:
+
+      opskit ports audit -f compose.yaml
+
+      opskit ports audit -f compose.yaml -f compose.prod.yaml --env-file prod.env --no-runtime
+
+      opskit ports audit --runtime --format json
+
+      opskit ports audit -f compose.yaml --no-runtime --format sarif > ports.sarif
+
+      opskit ports audit -f compose.yaml --fail-on high --firewall ufw
+    """
+    policy = load_config(config).ports
+    firewalls = None
+    if firewall is not FirewallChoice.auto:
+        firewalls = [] if firewall is FirewallChoice.none else [str(firewall)]
+    request = AuditRequest(
+        files=list(files or []),
+        project_dir=project_dir,
+        env_files=list(env_files or []),
+        project_name=project_name,
+        runtime=runtime,
+        docker_host=docker_host,
+        firewalls=firewalls,
+    )
+    result = run_audit_ports(request, policy)
+    if output_format is OutputFormat.json:
+        render.print_json(report.json_document(result.mappings, result.findings))
+    elif output_format is OutputFormat.sarif:
+        render.print_json(sarif.sarif_document(result.findings))
+    else:
+        _print_table(result)
+    if fail_on is not None and result.fails(fail_on):
+        raise typer.Exit(1)
+
+
+def _where(finding: Finding) -> str:
+    if finding.location is not None:
+        return f"{finding.location.file}:{finding.location.line}"
+    return finding.container or finding.file or "-"
+
+
+def _print_table(result: AuditResult) -> None:
+    if result.findings:
+        table = Table(show_lines=False, pad_edge=False)
+        for column in ("severity", "rule", "where", "message"):
+            table.add_column(column, overflow="fold")
+        for finding in result.findings:
+            table.add_row(
+                f"[{_SEVERITY_STYLES[finding.severity]}]{finding.severity}[/]",
+                finding.rule,
+                _where(finding),
+                finding.message,
+            )
+        render.stdout.print(table)
+    sources = "compose files and the engine" if result.runtime_checked else "compose files"
+    if result.project is None:
+        sources = "the engine"
+    counts = ", ".join(
+        f"{sum(1 for finding in result.findings if finding.severity is severity)} {severity}"
+        for severity in reversed(Severity)
+    )
+    summary = f"{len(result.mappings)} mappings from {sources}; {len(result.findings)} findings"
+    if result.findings:
+        summary += f" ({counts})"
+    if result.silenced:
+        summary += f"; {len(result.silenced)} allowed by the config"
+    render.stdout.print(summary, markup=False)

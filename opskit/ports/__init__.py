@@ -1,0 +1,1 @@
+"""The port audit: compose and runtime port parsing, the rules, and the reports (JSON, SARIF)."""
