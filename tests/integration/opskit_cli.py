@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +132,14 @@ def started_at(client: docker.DockerClient, container_id: str) -> tuple[bool, st
     """Return (running, StartedAt) of a container."""
     state = client.containers.get(container_id).attrs["State"]
     return state["Running"], state["StartedAt"]
+
+
+def docker_time(text: str) -> datetime:
+    """Parse the engine's RFC 3339 times (nanoseconds, trailing zeros trimmed)."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z", text)
+    assert match, f"not an engine time: {text!r}"
+    fraction = (match.group(2) or "").ljust(6, "0")[:6]
+    return datetime.fromisoformat(f"{match.group(1)}.{fraction}+00:00")
 
 
 def wait_for_next_second() -> None:
