@@ -747,7 +747,21 @@ class S3Storage(Storage):
             error = classify_error(exc, self._where(action, key))
             if isinstance(error, errors.NotFound) and key is not None:
                 error = self._refine_not_found(error)
+            elif _error_code(exc) == "403" and key is not None:
+                error = self._refine_forbidden(error, action, key)
             raise error from exc
+
+    def _refine_forbidden(
+        self, error: errors.OpskitError, action: str, key: str
+    ) -> errors.OpskitError:
+        """A HEAD 403 has no body to say whether the credentials are wrong or access is
+        denied: a one-byte GET of the same key says which."""
+        try:
+            self.client.get_object(Bucket=self.bucket, Key=key, Range="bytes=0-0")
+        except Exception as exc:  # noqa: BLE001 - the answer is in the error
+            if _error_code(exc) not in ("403", "NoSuchKey", "InvalidRange"):
+                return classify_error(exc, self._where(action, key))
+        return error
 
     def _refine_not_found(self, error: errors.NotFound) -> errors.OpskitError:
         """A HEAD 404 does not say whether the key or the bucket is missing: ask."""
@@ -826,6 +840,12 @@ class S3Storage(Storage):
         self.client.close()
         if self._probe_client is not None and self._probe_client is not self.client:
             self._probe_client.close()
+
+
+def _error_code(exc: BaseException) -> str | None:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return None
 
 
 def _retry_settings(botocore_session: botocore.session.Session) -> tuple[str, int]:
