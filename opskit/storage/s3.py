@@ -62,7 +62,8 @@ PART_SCHEDULE: tuple[tuple[int, int], ...] = (
 DEFAULT_PART_SIZE = PART_SCHEDULE[0][1]
 
 # Retries for throttling, 5xx and connection resets: botocore's "standard" mode (exponential
-# backoff with jitter, a retry quota) with more attempts than its default 3.
+# backoff with jitter, a retry quota) with 10 attempts in all instead of its default 3. The
+# user's AWS_RETRY_MODE / AWS_MAX_ATTEMPTS (or ~/.aws/config) win.
 RETRY_MODE = "standard"
 MAX_ATTEMPTS = 10
 # check_writable() should answer fast: its client gives up after this many attempts.
@@ -675,7 +676,7 @@ class S3Storage(Storage):
             )
             retry_mode, max_attempts = _retry_settings(botocore_session)
             config = botocore.config.Config(
-                retries={"mode": retry_mode, "max_attempts": max_attempts},
+                retries={"mode": retry_mode, "total_max_attempts": max_attempts},
                 connect_timeout=CONNECT_TIMEOUT,
                 read_timeout=READ_TIMEOUT,
                 max_pool_connections=max(10, concurrency + 4),
@@ -688,7 +689,10 @@ class S3Storage(Storage):
             client = session.client("s3", endpoint_url=target.endpoint_url, config=config)
             probe_config = config.merge(
                 botocore.config.Config(
-                    retries={"mode": retry_mode, "max_attempts": min(PROBE_ATTEMPTS, max_attempts)}
+                    retries={
+                        "mode": retry_mode,
+                        "total_max_attempts": min(PROBE_ATTEMPTS, max_attempts),
+                    }
                 )
             )
         except botocore.exceptions.ProfileNotFound as exc:
