@@ -55,7 +55,7 @@ class AuditResult:
 
 
 @dataclass
-class _Engine:
+class AuditSeams:
     """The seams to the outside world; tests replace them."""
 
     answers: Callable[[str | None], bool] = client.engine_answers
@@ -64,14 +64,14 @@ class _Engine:
 
 
 def run_audit_ports(
-    request: AuditRequest, policy: PortsPolicy | None = None, seams: _Engine | None = None
+    request: AuditRequest, policy: PortsPolicy | None = None, seams: AuditSeams | None = None
 ) -> AuditResult:
     """Given what to audit and the allowlist, return mappings and findings. Never prints.
 
     Raise `UsageError` when there is nothing to audit, `ConfigError` for unreadable compose or
     env files, `EngineUnreadable` when --runtime was asked for and no engine answers.
     """
-    seams = seams or _Engine()
+    seams = seams or AuditSeams()
     policy = policy or PortsPolicy()
     project = None
     if request.files:
@@ -80,8 +80,10 @@ def run_audit_ports(
         )
     use_runtime = _wants_runtime(request, seams)
     if project is None and not use_runtime:
+        if request.runtime is False:
+            raise errors.UsageError("nothing to audit: give compose files with -f, or --runtime")
         raise errors.UsageError(
-            "nothing to audit: give compose files with -f, or audit a running engine "
+            "nothing to audit: give compose files with -f, or start an engine "
             f"({client.engine_address(request.docker_host)} does not answer)"
         )
     containers = _list_containers(request, seams) if use_runtime else []
@@ -141,7 +143,7 @@ def run_audit_ports(
     )
 
 
-def _wants_runtime(request: AuditRequest, seams: _Engine) -> bool:
+def _wants_runtime(request: AuditRequest, seams: AuditSeams) -> bool:
     if request.runtime is not None:
         return request.runtime
     answers = seams.answers(request.docker_host)
@@ -149,12 +151,12 @@ def _wants_runtime(request: AuditRequest, seams: _Engine) -> bool:
     return answers
 
 
-def _list_containers(request: AuditRequest, seams: _Engine) -> list[RunningContainer]:
+def _list_containers(request: AuditRequest, seams: AuditSeams) -> list[RunningContainer]:
     try:
         return seams.list_containers(request.docker_host)
     except (errors.EngineUnreachable, errors.EngineError) as exc:
         raise EngineUnreadable(
-            f"cannot audit the engine's ports: {exc}",
+            f"cannot audit the engine's ports: {exc.message}",
             "start the engine, set --docker-host, or use --no-runtime",
         ) from exc
 
