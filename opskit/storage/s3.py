@@ -656,6 +656,7 @@ class S3Storage(Storage):
         self.endpoint = str(client.meta.endpoint_url)
         self._probe_client_factory = probe_client_factory
         self._probe_client: Any = None
+        self._reached = False
 
     @classmethod
     def from_target(cls, target: TargetConfig) -> S3Storage:
@@ -743,9 +744,36 @@ class S3Storage(Storage):
             arguments["SSEKMSKeyId"] = self.sse_kms_key_id
         return arguments
 
+    def _probe(self) -> Any:
+        """Return the client with few retries, for quick answers."""
+        if self._probe_client is None:
+            factory = self._probe_client_factory
+            self._probe_client = factory() if factory is not None else self.client
+        return self._probe_client
+
+    def _check_reachable(self) -> None:
+        """On first use, fail fast if the endpoint cannot be reached at all.
+
+        The main client retries a refused connection 10 times with backoff (about half a
+        minute); one HeadBucket with few retries tells a wrong endpoint in seconds. Any answer
+        over HTTP (even an error) counts as reached: the real call then reports it.
+        """
+        if self._reached:
+            return
+        try:
+            self._probe().head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError:
+            pass
+        except Exception as exc:
+            error = classify_error(exc, self._where("connecting to"))
+            if isinstance(error, errors.StorageUnreachable):
+                raise error from exc
+        self._reached = True
+
     def _call(self, action: str, key: str | None, call: Callable[[], Any]) -> Any:
         """Run one S3 call, translating failures into opskit errors."""
         try:
+            self._check_reachable()
             return call()
         except Exception as exc:
             error = classify_error(exc, self._where(action, key))
@@ -785,6 +813,8 @@ class S3Storage(Storage):
     # -- the Storage interface ---------------------------------------------------------------
 
     def create(self, name: str) -> ObjectWriter:
+        key = self.key(name)
+        self._call("uploading", key, lambda: None)  # fail fast on an unreachable endpoint
         return S3ObjectWriter(self, name)
 
     def open(self, name: str) -> BinaryIO:
@@ -829,16 +859,13 @@ class S3Storage(Storage):
         errors say why. S3 cannot promise a write is allowed without trying one: a PutObject
         denial is reported by the upload itself.
         """
-        if self._probe_client is None:
-            factory = self._probe_client_factory
-            self._probe_client = factory() if factory is not None else self.client
+        probe = self._probe()
         self._call(
             "checking",
             self.prefix or None,
-            lambda: self._probe_client.list_objects_v2(
-                Bucket=self.bucket, Prefix=self._key_prefix(), MaxKeys=1
-            ),
+            lambda: probe.list_objects_v2(Bucket=self.bucket, Prefix=self._key_prefix(), MaxKeys=1),
         )
+        self._reached = True
 
     def close(self) -> None:
         self.client.close()
