@@ -12,10 +12,17 @@ from opskit.ports.model import Finding
 class AllowRule(Protocol):
     """What an allowlist entry offers (see `opskit.config.ports_policy.AllowEntry`)."""
 
-    rules: list[str]
-    service: str | None
-    container: str | None
-    protocol: str | None
+    @property
+    def rules(self) -> Sequence[str]: ...
+
+    @property
+    def service(self) -> str | None: ...
+
+    @property
+    def container(self) -> str | None: ...
+
+    @property
+    def protocol(self) -> str | None: ...
 
     def port_ranges(self) -> list[tuple[int, int]]: ...
 

@@ -295,7 +295,7 @@ class _FileReader:
         return Override(parsed) if replace else parsed
 
     def _port_declarations(self, items: LineList, file: str, service: str) -> list[Any]:
-        declarations = []
+        declarations: list[PortDeclaration] = []
         for item, position in zip(items, items.positions, strict=True):
             location = _location(file, position)
             try:
@@ -310,7 +310,7 @@ class _FileReader:
         return declarations
 
     def _expose_entries(self, items: LineList, file: str, service: str) -> list[Any]:
-        exposed = []
+        exposed: list[tuple[int, str, Location]] = []
         for item, position in zip(items, items.positions, strict=True):
             location = _location(file, position)
             try:

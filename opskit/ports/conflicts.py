@@ -33,7 +33,7 @@ def addresses_overlap(first: str | None, second: str | None) -> bool:
 
 def _where(mapping: Mapping) -> str:
     if mapping.location is not None:
-        return f" ({mapping.location.file} line {mapping.location.line})"
+        return f", {mapping.location.file} line {mapping.location.line}"
     return ""
 
 
@@ -67,9 +67,9 @@ def duplicate_findings(
                     Finding.about(
                         "duplicate-host-port",
                         Severity.high,
-                        f"{subject.owner()} claims host port {port}/{protocol} "
-                        f"({subject.describe()}), which {other.owner()} also claims "
-                        f"({other.describe()}){_where(other)}",
+                        f"host port {port}/{protocol} is claimed twice: {subject.owner()} "
+                        f"({subject.describe()}) and {other.owner()} "
+                        f"({other.describe()}{_where(other)})",
                         subject,
                         related=related,
                     )

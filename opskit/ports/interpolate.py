@@ -8,7 +8,8 @@ Interpolation follows compose-go's `template` package:
 - `${VAR:+alt}` gives alt when set and not empty, `${VAR+alt}` when set;
 - the word after the operator is interpolated too (`${A:-${B}}`), before it is used;
 - an unset plain `$VAR`/`${VAR}` reads as an empty string and is reported through `on_unset`;
-- any other `$` (`$1`, `${}`, a lone `$`) is an invalid template.
+- a `$` followed by neither a name nor `{` stays as it is (`a $ b`, `^REGEX$`, `$1`);
+- a `${` that is not a valid `${NAME...}` (`${}`, `${ foo}`, `${foo!}`, no `}`) is invalid.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def interpolate(template: str, lookup: Lookup, on_unset: UnsetCallback | None = 
         else:
             name = _NAME.match(template, dollar + 1)
             if name is None:
-                raise InterpolationError(f"invalid template: {template!r}")
+                parts.append("$")
+                index = dollar + 1
+                continue
             parts.append(_plain(name.group(), lookup, on_unset))
             index = name.end()
     return "".join(parts)
@@ -115,7 +118,8 @@ def _braced(body: str, template: str, lookup: Lookup, on_unset: UnsetCallback | 
     if operator == "+":
         return word if value is not None else ""
     if value is None or (operator == ":?" and value == ""):
-        raise InterpolationError(f"required variable {name} is missing a value: {word}")
+        reason = f": {word}" if word else ""
+        raise InterpolationError(f"required variable {name} is missing a value{reason}")
     return value
 
 
