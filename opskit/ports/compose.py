@@ -202,9 +202,7 @@ class _FileReader:
         return document
 
     def interpolate_scalar(self, container: LineDict, key: str, file: str) -> str | None:
-        value = container[key]
-        if isinstance(value, Override):
-            value = value.value
+        value, _ = _unwrap(container[key])
         if value is None or value is RESET:
             return None
         location = _location(file, container.value_positions[key])
@@ -222,9 +220,7 @@ class _FileReader:
             return {}
         if raw is RESET:
             return RESET
-        replace = isinstance(raw, Override)
-        if replace:
-            raw = raw.value
+        raw, replace = _unwrap(raw)
         if not isinstance(raw, LineDict):
             raise errors.ConfigError(f"compose file {file}: `services` must be a mapping")
         layers: dict[str, Any] = {}
@@ -234,9 +230,7 @@ class _FileReader:
             if value is RESET:
                 layers[name] = RESET
                 continue
-            service_replace = isinstance(value, Override)
-            if service_replace:
-                value = value.value
+            value, service_replace = _unwrap(value)
             if value is None:
                 value = LineDict()
             if not isinstance(value, LineDict):
@@ -278,9 +272,7 @@ class _FileReader:
         value = body[key]
         if value is RESET:
             return RESET
-        replace = isinstance(value, Override)
-        if replace:
-            value = value.value
+        value, replace = _unwrap(value)
         if value is None:
             value = LineList()
         if not isinstance(value, LineList):
@@ -341,45 +333,37 @@ class _FileReader:
     def _interpolate_text(self, text: str, file: str, service: str, location: Location) -> str:
         def on_unset(variable: str) -> None:
             key = (file, location.line, variable)
-            if key in self._reported_unset:
-                return
-            self._reported_unset.add(key)
-            log.warning("ports.unset_variable", variable=variable, file=file, line=location.line)
-            self.findings.append(
-                Finding(
-                    rule="unset-variable",
-                    severity=Severity.info,
-                    message=f"service {service}: variable {variable} is not set; "
-                    "it reads as an empty string",
-                    source="compose",
-                    file=file,
-                    service=service,
-                    location=location,
+            if key not in self._reported_unset:
+                self._reported_unset.add(key)
+                message = (
+                    f"service {service}: variable {variable} is not set; "
+                    "it reads as an empty string"
                 )
-            )
+                self._report("unset-variable", Severity.info, file, service, location, message)
 
         return interpolate.interpolate(text, self.lookup, on_unset)
 
     def _invalid(self, file: str, service: str, location: Location, message: str) -> None:
-        log.warning("ports.invalid_spec", file=file, line=location.line, problem=message)
-        self.findings.append(
-            Finding(
-                rule="invalid-port-spec",
-                severity=Severity.high,
-                message=message,
-                source="compose",
-                file=file,
-                service=service,
-                location=location,
-            )
-        )
+        self._report("invalid-port-spec", Severity.high, file, service, location, message)
 
     def _incomplete(self, file: str, service: str | None, location: Location, message: str) -> None:
-        log.warning("ports.incomplete_audit", file=file, line=location.line, problem=message)
+        self._report("incomplete-audit", Severity.info, file, service, location, message)
+
+    def _report(
+        self,
+        rule: str,
+        severity: Severity,
+        file: str,
+        service: str | None,
+        location: Location,
+        message: str,
+    ) -> None:
+        """Log a warning and keep it as a finding, so the JSON report has it too."""
+        log.warning(f"ports.{rule}", file=file, line=location.line, problem=message)
         self.findings.append(
             Finding(
-                rule="incomplete-audit",
-                severity=Severity.info,
+                rule=rule,
+                severity=severity,
                 message=message,
                 source="compose",
                 file=file,
@@ -455,6 +439,13 @@ def _unique_expose(exposed: list[tuple[int, str, Location]]) -> list[tuple[int, 
     for port, protocol, location in exposed:
         seen[(port, protocol)] = (port, protocol, location)
     return list(seen.values())
+
+
+def _unwrap(value: Any) -> tuple[Any, bool]:
+    """Return (the value, whether it carried `!override`)."""
+    if isinstance(value, Override):
+        return value.value, True
+    return value, False
 
 
 def _location(file: str, position: tuple[int, int]) -> Location:

@@ -143,29 +143,33 @@ def _compare_ports(
 
 def _network_drift(service: Service, container: RunningContainer) -> Finding:
     declared = service.network_mode or "the default network"
-    return Finding(
-        rule="drift",
-        severity=Severity.medium,
-        message=f"the compose file gives service {service.name} {declared}, but running "
-        f"container {container.name} uses network mode {container.network_mode}",
-        source="runtime",
-        file=service.location.file if service.location else None,
-        service=service.name,
-        container=container.name,
-        location=service.network_mode_location or service.location,
+    location = service.network_mode_location or service.location
+    message = (
+        f"the compose file gives service {service.name} {declared}, but running container "
+        f"{container.name} uses network mode {container.network_mode}"
     )
+    return _container_drift(message, container, service.name, location)
 
 
 def _unknown_service(project: ComposeProject, container: RunningContainer) -> Finding:
-    file = str(project.files[0]) if project.files else None
+    location = Location(file=str(project.files[0]), line=1) if project.files else None
+    message = (
+        f"container {container.name} runs service {container.compose_service} of project "
+        f"{container.compose_project}, which its compose file no longer has"
+    )
+    return _container_drift(message, container, container.compose_service, location)
+
+
+def _container_drift(
+    message: str, container: RunningContainer, service: str | None, location: Location | None
+) -> Finding:
     return Finding(
         rule="drift",
         severity=Severity.medium,
-        message=f"container {container.name} runs service {container.compose_service} of "
-        f"project {container.compose_project}, which its compose file no longer has",
+        message=message,
         source="runtime",
-        file=file,
-        service=container.compose_service,
+        file=location.file if location else None,
+        service=service,
         container=container.name,
-        location=Location(file=file, line=1) if file else None,
+        location=location,
     )

@@ -44,6 +44,18 @@ RULE_IDS: tuple[str, ...] = typing.get_args(RuleId)
 
 Source = Literal["compose", "runtime"]
 
+# The fields of a mapping in the JSON report; a finding has these after rule, severity, message.
+MAPPING_FIELDS = (
+    "source",
+    "file",
+    "service",
+    "container",
+    "host_ip",
+    "host_port",
+    "container_port",
+    "protocol",
+)
+
 # The addresses that mean "every interface" of one family (None means both families).
 ALL_INTERFACES_IPV4 = "0.0.0.0"
 ALL_INTERFACES_IPV6 = "::"
@@ -110,16 +122,7 @@ class Mapping:
         return f"service {self.service}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "file": self.file,
-            "service": self.service,
-            "container": self.container,
-            "host_ip": self.host_ip,
-            "host_port": self.host_port,
-            "container_port": self.container_port,
-            "protocol": self.protocol,
-        }
+        return {name: getattr(self, name) for name in MAPPING_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -169,16 +172,10 @@ class Finding:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        fields = {name: getattr(self, name) for name in MAPPING_FIELDS}
         return {
             "rule": self.rule,
             "severity": str(self.severity),
             "message": self.message,
-            "source": self.source,
-            "file": self.file,
-            "service": self.service,
-            "container": self.container,
-            "host_ip": self.host_ip,
-            "host_port": self.host_port,
-            "container_port": self.container_port,
-            "protocol": self.protocol,
+            **fields,
         }
