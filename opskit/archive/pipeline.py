@@ -34,6 +34,7 @@ ProgressCallback = Callable[[int], None]
 
 
 Sink = threads.Sink
+Readable = threads.Readable
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,9 @@ def _open_compressor(compression: str, sink: Sink):  # noqa: ANN202 - three file
             ZSTD_LEVEL, threads=-1, job_size=ZSTD_JOB_SIZE
         )
         compressor = zstandard.ZstdCompressor(compression_params=parameters)
-        return compressor.stream_writer(sink, write_size=CHUNK_SIZE, closefd=False)
+        return compressor.stream_writer(sink, write_size=CHUNK_SIZE, closefd=False)  # type: ignore[arg-type]
     if compression == "gzip":
-        return gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)  # type: ignore[arg-type]
+        return gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)  # type: ignore[call-overload]
     return _PassThrough(sink)
 
 
@@ -148,9 +149,8 @@ class HashingReader:
         return True
 
 
-
 def tar_chunks(
-    stored: BinaryIO, compression: str, archive_name: str = "archive"
+    stored: Readable, compression: str, archive_name: str = "archive"
 ) -> Iterator[bytes]:
     """Yield the tar bytes of a stored archive, read from `stored` to its very end.
 
@@ -171,17 +171,19 @@ def tar_chunks(
         ) from exc
 
 
-def _decompress(stored: BinaryIO, compression: str, sink: Sink) -> None:
+def _decompress(stored: Readable, compression: str, sink: Sink) -> None:
     if compression == "zstd":
         # stream_writer releases the GIL and reads across frames; stream_reader does neither.
         writer = zstandard.ZstdDecompressor().stream_writer(
-            sink, write_size=CHUNK_SIZE, closefd=False
+            sink,  # type: ignore[arg-type]
+            write_size=CHUNK_SIZE,
+            closefd=False,
         )
         for chunk in _read_chunks(stored):
             writer.write(chunk)
         writer.flush()
     elif compression == "gzip":
-        with gzip.GzipFile(fileobj=stored, mode="rb") as reader:  # type: ignore[arg-type]
+        with gzip.GzipFile(fileobj=stored, mode="rb") as reader:  # type: ignore[call-overload]
             for chunk in _read_chunks(reader):
                 sink.write(chunk)
     else:
@@ -192,7 +194,7 @@ def _decompress(stored: BinaryIO, compression: str, sink: Sink) -> None:
         pass
 
 
-def _read_chunks(reader: BinaryIO) -> Iterator[bytes]:
+def _read_chunks(reader: Readable) -> Iterator[bytes]:
     while chunk := reader.read(CHUNK_SIZE):
         yield chunk
 

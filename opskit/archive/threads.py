@@ -11,13 +11,17 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 CHUNK_SIZE = 1 << 20
 
 
 class Sink(Protocol):
     def write(self, data: bytes | memoryview, /) -> int: ...
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 _END = object()
@@ -78,7 +82,7 @@ class BackgroundSink:
 class ReadAhead:
     """A readable that a thread fills from `stream` ahead of the reader, `depth` chunks deep."""
 
-    def __init__(self, stream: BinaryIO, depth: int = DEPTH) -> None:
+    def __init__(self, stream: Readable, depth: int = DEPTH) -> None:
         self.stream = stream
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._buffer = memoryview(b"")
