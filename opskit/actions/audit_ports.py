@@ -147,7 +147,12 @@ def _wants_runtime(request: AuditRequest, seams: AuditSeams) -> bool:
     if request.runtime is not None:
         return request.runtime
     answers = seams.answers(request.docker_host)
-    log.debug("ports.runtime_auto", engine_answers=answers)
+    if not answers:
+        log.info(
+            "ports.runtime_skipped",
+            reason="no engine answers",
+            address=client.engine_address(request.docker_host),
+        )
     return answers
 
 

@@ -275,5 +275,7 @@ def load_yaml(text: str, source: str) -> Any:
         raise errors.ConfigError(f"{source}{where}: {problem}") from exc
     except yaml.YAMLError as exc:
         raise errors.ConfigError(f"{source}: {exc}") from exc
+    except RecursionError as exc:
+        raise errors.ConfigError(f"{source}: nested too deeply to read") from exc
     finally:
         loader.dispose()
