@@ -89,21 +89,48 @@ def run_audit_ports(
     containers = _list_containers(request, seams) if use_runtime else []
     firewalls = request.firewalls if request.firewalls is not None else seams.detect_firewalls()
 
-    compose_mappings = project.mappings() if project else []
     runtime_mappings = {
         container.id: runtime.container_mappings(container) for container in containers
     }
-    findings: list[Finding] = list(project.findings) if project else []
-
+    compose_mappings = project.mappings() if project else []
     comparison = _compare_with_compose(project, containers, runtime_mappings)
-    findings.extend(comparison.drift.findings)
-    audited_containers = comparison.audited_container_names
-    uncovered_runtime = [
-        mapping
-        for container in containers
-        for mapping in runtime_mappings[container.id]
-        if id(mapping) not in comparison.drift.covered_mappings
+    findings = _findings(
+        project, compose_mappings, containers, runtime_mappings, comparison, firewalls
+    )
+    all_runtime = [mapping for mappings in runtime_mappings.values() for mapping in mappings]
+    kept, silenced = allowlist.apply_allowlist(findings, policy.allow)
+    kept.sort(key=report.finding_order)
+    for finding in silenced:
+        log.info("ports.finding_allowed", rule=finding.rule, message=finding.message)
+    mappings = sorted(compose_mappings + all_runtime, key=report.mapping_order)
+    return AuditResult(
+        mappings=mappings,
+        findings=kept,
+        silenced=silenced,
+        runtime_checked=use_runtime,
+        project=project.name if project else None,
+        firewalls=list(firewalls),
+    )
+
+
+def _findings(
+    project: compose.ComposeProject | None,
+    compose_mappings: list[Mapping],
+    containers: Sequence[RunningContainer],
+    runtime_mappings: dict[str, list[Mapping]],
+    comparison: _Comparison,
+    firewalls: Sequence[str],
+) -> list[Finding]:
+    """Apply every rule; a running copy of an audited compose mapping is reported only once,
+    at its compose line."""
+    all_runtime = [
+        mapping for container in containers for mapping in runtime_mappings[container.id]
     ]
+    uncovered_runtime = [
+        mapping for mapping in all_runtime if id(mapping) not in comparison.drift.covered_mappings
+    ]
+    findings: list[Finding] = list(project.findings) if project else []
+    findings.extend(comparison.drift.findings)
     for mapping in compose_mappings + uncovered_runtime:
         findings.extend(rules.mapping_findings(mapping, firewalls))
     findings.extend(rules.wide_range_findings(compose_mappings + uncovered_runtime))
@@ -120,27 +147,10 @@ def run_audit_ports(
     def same_deployment(first: Mapping, second: Mapping) -> bool:
         # A running container of the audited project is replaced by `docker compose up`.
         pair = {first.source: first, second.source: second}
-        return len(pair) == 2 and pair["runtime"].container in audited_containers
+        return len(pair) == 2 and pair["runtime"].container in comparison.audited_container_names
 
-    all_runtime = [
-        mapping for container in containers for mapping in runtime_mappings[container.id]
-    ]
     findings.extend(conflicts.duplicate_findings(compose_mappings + all_runtime, same_deployment))
-
-    findings = rules.collapse_groups(findings)
-    kept, silenced = allowlist.apply_allowlist(findings, policy.allow)
-    kept.sort(key=report.finding_order)
-    for finding in silenced:
-        log.info("ports.finding_allowed", rule=finding.rule, message=finding.message)
-    mappings = sorted(compose_mappings + all_runtime, key=report.mapping_order)
-    return AuditResult(
-        mappings=mappings,
-        findings=kept,
-        silenced=silenced,
-        runtime_checked=use_runtime,
-        project=project.name if project else None,
-        firewalls=list(firewalls),
-    )
+    return rules.collapse_groups(findings)
 
 
 def _wants_runtime(request: AuditRequest, seams: AuditSeams) -> bool:
