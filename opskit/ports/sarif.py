@@ -13,7 +13,7 @@ from opskit.ports.rules import RULES
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
-INFORMATION_URI = "https://github.com/opskit/opskit/blob/main/docs/ports-audit.md"
+INFORMATION_URI = "https://github.com/opskit/opskit/blob/main/README.md"
 
 _LEVELS = {
     Severity.critical: "error",
