@@ -39,15 +39,24 @@ def opskit_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
 def run_opskit(
     *args: str, env: dict[str, str] | None = None, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m opskit ARGS` from the repository; return the finished process."""
-    return subprocess.run(
-        opskit_command(*args),
-        cwd=REPOSITORY,
-        env=opskit_environment(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """Run `python -m opskit ARGS` from the repository; return the finished process.
+
+    Fail (rather than raise TimeoutExpired) when it runs longer than `timeout` seconds.
+    """
+    try:
+        return subprocess.run(
+            opskit_command(*args),
+            cwd=REPOSITORY,
+            env=opskit_environment(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+        raise AssertionError(
+            f"`opskit {' '.join(args)}` hung: still running after {timeout:.0f} s, killed\n{stderr}"
+        ) from None
 
 
 def describe(result: subprocess.CompletedProcess[str]) -> str:
@@ -126,6 +135,20 @@ def helpers_using(client: docker.DockerClient, data: str) -> list[str]:
             if data in (mount.get("Name"), mount.get("Source")):
                 found.append(container.name)
     return found
+
+
+def remove_helpers_using(client: docker.DockerClient, volumes: list[str], paths: list[str]) -> None:
+    """Remove opskit helper containers left mounting one of `volumes` or a path below `paths`
+    (only after a failed test: a passing one has checked that none is left)."""
+    for container in client.containers.list(all=True, filters={"label": HELPER_LABEL}):
+        for mount in container.attrs.get("Mounts") or []:
+            source = mount.get("Source") or ""
+            if mount.get("Name") in volumes or any(source.startswith(path) for path in paths):
+                try:
+                    container.remove(force=True)
+                except docker.errors.APIError:
+                    pass
+                break
 
 
 def started_at(client: docker.DockerClient, container_id: str) -> tuple[bool, str]:

@@ -191,11 +191,11 @@ def populate_random(
     client: docker.DockerClient, target: str, megabytes: int, files: int = 1
 ) -> None:
     """Fill `target` with `files` files of random data, `megabytes` MiB in total."""
-    per_file = max(1, megabytes // files)
+    per_file = max(1, megabytes // files) * 1024 * 1024  # busybox head takes no M suffix
     run_in_tree(
         client,
         target,
-        f"set -e\nfor i in $(seq 1 {files}); do head -c {per_file}M /dev/urandom > random-$i.bin;"
+        f"set -e\nfor i in $(seq 1 {files}); do head -c {per_file} /dev/urandom > random-$i.bin;"
         " done",
     )
 
