@@ -21,6 +21,7 @@ from tests.integration import trees
 from tests.integration.opskit_cli import (
     STOPPABLE_COMMAND,
     backup,
+    describe,
     list_backups,
     restore,
     run_opskit,
@@ -284,6 +285,23 @@ def test_list_of_an_empty_or_missing_directory_is_an_empty_array(tmp_path):
 
     assert list_backups(tmp_path / "empty") == []
     assert list_backups(tmp_path / "missing") == []
+
+
+def test_list_passes_over_other_json_files_in_the_store(
+    docker_client, resources, unique_name, store
+):
+    """A backup directory may hold other JSON files (a manifest, an inventory)."""
+    volume = resources.volume(f"{unique_name}-foreign")
+    trees.populate_files(docker_client, volume, {"a": "a\n"})
+    record = backup(volume, store)
+    (store / "inventory.json").write_text('["db", "cache"]')
+    (store / "settings.json").write_text('{"retention": 7}')
+
+    result = run_opskit("volume", "list", "--from", str(store), "--json")
+
+    assert result.returncode == 0, describe(result)
+    assert "Traceback" not in result.stderr
+    assert [item["id"] for item in json.loads(result.stdout)] == [record["id"]]
 
 
 def test_list_without_json_prints_a_table(docker_client, resources, unique_name, store):

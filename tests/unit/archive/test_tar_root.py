@@ -1,0 +1,81 @@
+"""Reading the tar stream's root entry (`./`) so the restore can give the target root its mode
+and owner."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from opskit.archive.tar_root import BLOCK, RootEntry, RootEntrySniffer, parse_root_header
+
+
+def _tar(*members: tuple[str, int, int, int, bytes | None]) -> bytes:
+    """A tar of (name, mode, uid, gid, content or None for a directory) members."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        for name, mode, uid, gid, content in members:
+            info = tarfile.TarInfo(name)
+            info.mode, info.uid, info.gid = mode, uid, gid
+            if content is None:
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+            else:
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name", ["./", "."])
+def test_parse_root_header_reads_mode_and_owner(name):
+    header = _tar((name, 0o2750, 999, 998, None))[:BLOCK]
+
+    assert parse_root_header(header) == RootEntry(mode=0o2750, uid=999, gid=998)
+
+
+def test_parse_root_header_keeps_setuid_setgid_and_sticky():
+    header = _tar(("./", 0o7777, 0, 0, None))[:BLOCK]
+
+    assert parse_root_header(header) == RootEntry(mode=0o7777, uid=0, gid=0)
+
+
+@pytest.mark.parametrize(
+    "member",
+    [("./file", 0o644, 0, 0, b"x"), ("./sub/", 0o755, 0, 0, None), ("sub", 0o755, 0, 0, None)],
+    ids=["file", "subdirectory", "bare-subdirectory"],
+)
+def test_parse_root_header_ignores_other_entries(member):
+    assert parse_root_header(_tar(member)[:BLOCK]) is None
+
+
+@pytest.mark.parametrize("block", [b"\0" * BLOCK, b"garbage" * 100], ids=["zeros", "garbage"])
+def test_parse_root_header_returns_none_for_a_non_header(block):
+    assert parse_root_header(block[:BLOCK]) is None
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 511, 512, 513, 100_000])
+def test_sniffer_passes_chunks_through_and_finds_the_root(chunk_size):
+    data = _tar(("./", 0o750, 999, 999, None), ("./a", 0o600, 999, 999, b"secret"))
+    chunks = [data[start : start + chunk_size] for start in range(0, len(data), chunk_size)]
+    sniffer = RootEntrySniffer(iter(chunks))
+
+    passed = list(sniffer)
+
+    assert passed == chunks
+    assert sniffer.root == RootEntry(mode=0o750, uid=999, gid=999)
+
+
+def test_sniffer_finds_no_root_when_the_first_entry_is_a_file():
+    data = _tar(("./a", 0o600, 1, 1, b"x"), ("./", 0o750, 999, 999, None))
+    sniffer = RootEntrySniffer(iter([data]))
+
+    assert b"".join(sniffer) == data
+    assert sniffer.root is None
+
+
+def test_sniffer_of_an_empty_stream_finds_nothing():
+    sniffer = RootEntrySniffer(iter([]))
+
+    assert list(sniffer) == []
+    assert sniffer.root is None
