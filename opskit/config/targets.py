@@ -100,8 +100,8 @@ class TargetConfig(BaseModel):
         default=None,
         ge=1,
         le=64,
-        description="Parts uploaded at once. Default: 4, lowered as parts grow so the part "
-        "buffers stay within 48 MiB. Memory is about (max_concurrency + 1) x part size.",
+        description="Parts uploaded at once. Default: 2, lowered to 1 once parts grow past "
+        "8 MiB. Memory for part buffers is (max_concurrency + 1) x part size.",
         examples=[4],
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import mmap
 import os
 import queue
 import threading
@@ -42,10 +43,13 @@ MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * GiB
 MAX_PARTS = 10_000
 
-DEFAULT_MAX_CONCURRENCY = 4
+# Two parts in flight by default: with opskit's own ~130 MiB (Python, docker, boto3, the zstd
+# pipeline) that keeps a backup under 150 MB of RSS. Each extra part in flight costs one part
+# buffer; max_concurrency raises it (throughput on high-latency links, for memory).
+DEFAULT_MAX_CONCURRENCY = 2
 # Without an explicit max_concurrency, fewer parts are uploaded at once as parts grow, so that
 # the part buffers (parts in flight plus the one being filled) stay within this budget.
-BUFFER_BUDGET = 48 * MiB
+BUFFER_BUDGET = 24 * MiB
 
 # The automatic part-size schedule: (number of parts, part size). A stream's total size is
 # unknown up front, so the size grows with the part number. 10,000 parts hold 5.02 TiB.
@@ -276,15 +280,58 @@ class _PartBody(io.RawIOBase):
         return self._position
 
     def read(self, size: int | None = -1) -> bytes:
+        # A view, not a copy: botocore hashes it and the socket sends it as it is.
         end = len(self._view) if size is None or size < 0 else self._position + size
-        data = self._view[self._position : end].tobytes()
+        data = self._view[self._position : end]
         self._position += len(data)
-        return data
+        return cast(bytes, data)
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+class _PartBuffer:
+    """One part's bytes, in an anonymous memory map of the part's size.
+
+    Pages are taken only as bytes are written and go back to the system the moment the part
+    is released: malloc would keep freed multi-MiB blocks in its arenas, and peak memory would
+    drift above (concurrency + 1) parts.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.filled = 0
+        self._map: mmap.mmap | None = mmap.mmap(-1, capacity) if capacity else None
+
+    def append(self, view: memoryview) -> int:
+        """Copy as much of `view` as fits; return how many bytes were taken."""
+        take = min(len(view), self.capacity - self.filled)
+        if take:
+            assert self._map is not None
+            self._map[self.filled : self.filled + take] = view[:take]
+            self.filled += take
+        return take
+
+    @property
+    def full(self) -> bool:
+        return self.filled == self.capacity
+
+    def view(self) -> memoryview:
+        """Return the written bytes, without copying them."""
+        if self._map is None:
+            return memoryview(b"")
+        return memoryview(self._map)[: self.filled]
+
+    def release(self) -> None:
+        """Give the memory back now (or, if a view is still alive, when it goes)."""
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:
+                pass  # a view still points into it: unmapped when the last one goes
+            self._map = None
 
 
 class S3ObjectWriter(ObjectWriter):
@@ -303,8 +350,7 @@ class S3ObjectWriter(ObjectWriter):
         self._where = _Where(storage.bucket, storage.endpoint, self._key, "uploading")
         self._fixed_part_size = storage.part_size
         self._max_concurrency = storage.max_concurrency
-        self._buffer: bytearray | None = None
-        self._filled = 0
+        self._buffer: _PartBuffer | None = None
         self._part_number = 0  # parts handed to the workers so far
         self._upload_id: str | None = None
         self._parts: dict[int, dict[str, Any]] = {}
@@ -313,7 +359,7 @@ class S3ObjectWriter(ObjectWriter):
         self._failure: BaseException | None = None
         self._aborting = threading.Event()
         self._server_aborted = False
-        self._work: queue.SimpleQueue[tuple[int, bytearray, int] | None] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[tuple[int, _PartBuffer] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._state = "open"
         self.size = 0
@@ -337,13 +383,9 @@ class S3ObjectWriter(ObjectWriter):
                         f"{self._current_part_size_text()}",
                         "raise the target's part_size (or leave it unset to let parts grow)",
                     )
-                self._buffer = bytearray(self._current_part_size())
-                self._filled = 0
-            take = min(len(view), len(self._buffer) - self._filled)
-            self._buffer[self._filled : self._filled + take] = view[:take]
-            self._filled += take
-            view = view[take:]
-            if self._filled == len(self._buffer):
+                self._buffer = _PartBuffer(self._current_part_size())
+            view = view[self._buffer.append(view) :]
+            if self._buffer.full:
                 self._submit_part()
         self.size += written
         return written
@@ -354,20 +396,20 @@ class S3ObjectWriter(ObjectWriter):
     def _submit_part(self) -> None:
         """Hand the filled buffer to a worker; block while the allowed parts are in flight."""
         assert self._buffer is not None
-        buffer, filled = self._buffer, self._filled
+        buffer = self._buffer
         part_number = self._part_number + 1
         if self._upload_id is None:
             self._create_upload()
-        limit = concurrency_for(len(buffer), self._max_concurrency)
+        limit = concurrency_for(buffer.capacity, self._max_concurrency)
         self._start_workers(limit)
         with self._condition:
             while self._in_flight >= limit and self._failure is None:
                 self._condition.wait(timeout=1.0)
             self._raise_failure()
             self._in_flight += 1
-        self._buffer, self._filled = None, 0
+        self._buffer = None
         self._part_number = part_number
-        self._work.put((part_number, buffer, filled))
+        self._work.put((part_number, buffer))
 
     def _create_upload(self) -> None:
         try:
@@ -403,15 +445,17 @@ class S3ObjectWriter(ObjectWriter):
             item = self._work.get()
             if item is None:
                 return
-            part_number, buffer, filled = item
+            part_number, buffer = item
             try:
                 if not self._aborting.is_set():
-                    self._upload_part(part_number, memoryview(buffer)[:filled])
+                    self._upload_part(part_number, buffer.view())
             except BaseException as exc:  # noqa: BLE001 - handed to the producer thread
+                exc.__traceback__ = None  # it would keep the part's bytes alive
                 with self._condition:
                     if self._failure is None:
                         self._failure = exc
             finally:
+                buffer.release()
                 del buffer, item
                 with self._condition:
                     self._in_flight -= 1
@@ -453,7 +497,7 @@ class S3ObjectWriter(ObjectWriter):
             if self._upload_id is None:
                 self._put_whole()
             else:
-                if self._filled:
+                if self._buffer is not None and self._buffer.filled:
                     self._submit_part()
                 self._wait_for_parts()
                 self._complete()
@@ -466,7 +510,8 @@ class S3ObjectWriter(ObjectWriter):
         self._stop_workers(wait=None)  # idle by now: they exit at once
 
     def _put_whole(self) -> None:
-        view = memoryview(self._buffer or b"")[: self._filled]
+        buffer = self._buffer or _PartBuffer(0)
+        view = buffer.view()
         checksum = base64.b64encode(hashlib.sha256(view).digest()).decode("ascii")
         self._client.put_object(
             Bucket=self._storage.bucket,
@@ -478,7 +523,8 @@ class S3ObjectWriter(ObjectWriter):
             **self._storage.put_arguments(self._name),
         )
         del view
-        self._buffer, self._filled = None, 0
+        buffer.release()
+        self._buffer = None
 
     def _wait_for_parts(self) -> None:
         with self._condition:
@@ -507,7 +553,9 @@ class S3ObjectWriter(ObjectWriter):
             return
         self._state = "aborted"
         self._aborting.set()
-        self._buffer, self._filled = None, 0
+        if self._buffer is not None:
+            self._buffer.release()
+            self._buffer = None
         self._stop_workers(wait=ABORT_WAIT_SECONDS)
         if self._upload_id is not None:
             self._abort_upload()

@@ -67,12 +67,16 @@ def test_base_exception_mid_write_aborts_too(storage, s3_client, s3_bucket) -> N
 
 def test_abort_waits_for_parts_on_the_wire(storage, s3_client, s3_bucket) -> None:
     """A part still uploading when abort() runs cannot be left behind as a billed part."""
-    release = threading.Event()
-    storage.client.meta.events.register(
-        "before-send.s3.UploadPart", lambda **_: release.wait(timeout=10) and None
-    )
+    sending, release = threading.Event(), threading.Event()
+
+    def slow_send(**_) -> None:
+        sending.set()
+        release.wait(timeout=10)
+
+    storage.client.meta.events.register("before-send.s3.UploadPart", slow_send)
     writer = storage.create("slow.tar.zst")
     writer.write(os.urandom(2 * PART_SIZE))
+    assert sending.wait(timeout=10)  # a part is on the wire
     threading.Timer(1.0, release.set).start()
     started = time.monotonic()
     writer.abort()

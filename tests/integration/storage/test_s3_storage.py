@@ -141,15 +141,15 @@ def test_write_blocks_while_the_allowed_parts_are_in_flight(make_storage, concur
     assert storage.stat("slow.tar.zst").size == 6 * PART_SIZE
 
 
-def test_default_concurrency_is_four_at_the_first_part_size(make_storage) -> None:
+def test_default_concurrency_is_two_at_the_first_part_size(make_storage) -> None:
     storage = make_storage()
     recorder = UploadRecorder(storage.client, delay=0.3)
     chunk = os.urandom(8 * MiB)
     with storage.create("default.tar.zst") as writer:
-        for _ in range(9):
+        for _ in range(5):
             writer.write(chunk)
-    assert recorder.most_in_flight == 4
-    assert recorder.started == 9
+    assert recorder.most_in_flight == 2
+    assert recorder.started == 5
 
 
 def test_storage_class_and_sse_reach_archives(make_storage, s3_client, s3_bucket) -> None:

@@ -63,8 +63,8 @@ def test_part_numbers_outside_s3_limits_are_rejected(part_number: int) -> None:
         s3.part_size_for(part_number)
 
 
-def test_default_concurrency_is_four_for_the_first_parts() -> None:
-    assert s3.concurrency_for(8 * MiB) == 4
+def test_default_concurrency_is_two_for_the_first_parts() -> None:
+    assert s3.concurrency_for(8 * MiB) == 2
 
 
 @pytest.mark.parametrize("part_number", [1, 2001, 3001, 4001, 5201])
@@ -77,16 +77,19 @@ def test_concurrency_shrinks_as_parts_grow_to_keep_buffers_bounded(part_number: 
 
 
 def test_concurrency_per_tier() -> None:
-    assert [s3.concurrency_for(size) for _, size in s3.PART_SCHEDULE] == [4, 2, 1, 1, 1, 1, 1, 1]
+    assert [s3.concurrency_for(size) for _, size in s3.PART_SCHEDULE] == [2, 1, 1, 1, 1, 1, 1, 1]
 
 
-def test_part_buffers_stay_within_budget_up_to_62_gib() -> None:
-    """Memory for part buffers: (concurrency + 1) x part size, at most 64 MiB up to part 4000."""
-    for number in (1, 2000, 2001, 3000, 3001, 4000):
-        size = s3.part_size_for(number)
-        assert (s3.concurrency_for(size) + 1) * size <= 64 * MiB
-    archive = sum(s3.part_size_for(number) for number in range(1, 4001))
-    assert archive == 62.5 * GiB
+@pytest.mark.parametrize(
+    ("last_part", "archive_gib", "buffers_mib"),
+    [(2000, 15.625, 24), (3000, 31.25, 32), (4000, 62.5, 64), (5200, 343.75, 1024)],
+)
+def test_part_buffers_by_archive_size(last_part: int, archive_gib: float, buffers_mib: int):
+    """Memory for part buffers, (concurrency + 1) x part size, as documented in docs/s3.md."""
+    archive = sum(s3.part_size_for(number) for number in range(1, last_part + 1))
+    assert archive == archive_gib * GiB
+    size = s3.part_size_for(last_part)
+    assert (s3.concurrency_for(size) + 1) * size == buffers_mib * MiB
 
 
 def test_explicit_concurrency_wins() -> None:

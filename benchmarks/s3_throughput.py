@@ -1,0 +1,270 @@
+"""Benchmark: backups to an S3 target on loopback (moto_server), throughput and peak RSS.
+
+Starts its own `moto_server` on a free 127.0.0.1 port and a fresh bucket, then measures, each in
+a child process whose peak RSS is read from `wait4` (moto_server keeps every object in its own
+memory: its RSS is not opskit's and is not counted):
+
+  storage  streaming --size bytes through `S3Storage.create()` in 1 MiB writes (the raw
+           multipart writer, no Docker, no compression), then reading it back through `open()`
+  cli      `opskit volume backup VOL --to s3://bucket/prefix --json` of a volume holding
+           --size bytes of random data (incompressible: the archive is as large as the data),
+           then `opskit volume restore VOL --from s3://... --into NEW --json`
+
+and prints one line per run plus a JSON summary: MB/s (10^6 bytes per second, of archive bytes),
+peak RSS in MiB, the part size and concurrency used, and the number of parts. The numbers are
+bounded by moto_server, a single-process Python server: a real S3 endpoint is usually slower per
+connection and faster in aggregate.
+
+Target (issue 3): peak RSS <= 150 MB at default settings for a backup of >= 1 GiB.
+Run as root with the engine up: `python benchmarks/s3_throughput.py [--size 1GiB] [--mode all]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import boto3
+
+MIB = 1 << 20
+REPOSITORY = Path(__file__).resolve().parents[1]
+RSS_TARGET_MB = 150
+
+STORAGE_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, os, sys, time
+    from opskit.config.targets import TargetConfig
+    from opskit.log import configure_logging
+    from opskit.storage import s3
+
+    configure_logging(0)
+    url, size, part_size, concurrency = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    target = TargetConfig(
+        url=url,
+        part_size=int(part_size) if part_size != "default" else None,
+        max_concurrency=int(concurrency) if concurrency != "default" else None,
+    )
+    storage = s3.S3Storage.from_target(target)
+    block = os.urandom(16 * 1024 * 1024)  # repeated: generating 1 GiB of randomness costs more
+    view = memoryview(block)
+    start = time.perf_counter()
+    written = 0
+    with storage.create("bench/archive.tar.zst") as writer:
+        while written < size:
+            for offset in range(0, len(block), 1024 * 1024):
+                if written >= size:
+                    break
+                piece = view[offset : offset + min(1024 * 1024, size - written)]
+                written += writer.write(piece)
+        parts = writer._part_number
+    upload = time.perf_counter() - start
+    start = time.perf_counter()
+    digest = hashlib.sha256()
+    with storage.open("bench/archive.tar.zst") as stream:
+        while chunk := stream.read(1024 * 1024):
+            digest.update(chunk)
+    download = time.perf_counter() - start
+    print(json.dumps({"bytes": written, "upload_s": upload, "download_s": download,
+                      "parts": parts, "first_part_size": s3.part_size_for(1, target.part_size),
+                      "concurrency": s3.concurrency_for(s3.part_size_for(1, target.part_size),
+                                                        target.max_concurrency)}))
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_moto(log_path: Path) -> tuple[subprocess.Popen, str]:
+    """Start moto_server on a free port; return it and its endpoint once it answers."""
+    executable = shutil.which("moto_server")
+    if executable is None:
+        raise SystemExit("moto_server is missing: pip install 'moto[server]'")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [executable, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=open(log_path, "wb"),  # noqa: SIM115 - lives as long as the server
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+            return process, endpoint
+        except urllib.error.HTTPError:
+            return process, endpoint
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"moto_server did not answer on {endpoint}")
+
+
+def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run a command; return (seconds, its peak RSS in MiB, stdout). Fail on non-zero exit."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True)
+    stdout = process.stdout.read() if process.stdout else ""
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.perf_counter() - start
+    if process.returncode != 0:
+        raise SystemExit(f"failed ({process.returncode}): {' '.join(command)}")
+    return elapsed, usage.ru_maxrss / 1024, stdout
+
+
+def parse_size(text: str) -> int:
+    units = {"gib": 1 << 30, "mib": MIB, "g": 1 << 30, "m": MIB, "": 1}
+    number = text.rstrip("GgMmIiBb ")
+    unit = text[len(number) :].strip().lower()
+    return int(float(number) * units[unit])
+
+
+def bench_storage(env, bucket, size, part_size, concurrency) -> dict:
+    elapsed, rss, stdout = run_measured(
+        [
+            sys.executable,
+            "-c",
+            STORAGE_SCRIPT,
+            f"s3://{bucket}/storage",
+            str(size),
+            part_size,
+            concurrency,
+        ],
+        env,
+    )
+    result = json.loads(stdout)
+    return {
+        "mode": "storage",
+        "bytes": result["bytes"],
+        "upload_mb_s": result["bytes"] / result["upload_s"] / 1e6,
+        "download_mb_s": result["bytes"] / result["download_s"] / 1e6,
+        "peak_rss_mib": rss,
+        "part_size_mib": result["first_part_size"] / MIB,
+        "concurrency": result["concurrency"],
+        "parts": result["parts"],
+        "process_s": elapsed,
+    }
+
+
+def bench_cli(env, bucket, size) -> dict:
+    import docker  # only this mode needs the engine
+
+    client = docker.from_env()
+    volume = f"opskit-bench-{uuid.uuid4().hex[:8]}"
+    restored = f"{volume}-restored"
+    client.volumes.create(volume)
+    try:
+        client.containers.run(
+            "busybox:stable",
+            [
+                "sh",
+                "-c",
+                f"head -c {size // 4} /dev/urandom > /v/a; cp /v/a /v/b; "
+                f"head -c {size // 4} /dev/urandom > /v/c; cp /v/c /v/d",
+            ],
+            volumes={volume: {"bind": "/v", "mode": "rw"}},
+            remove=True,
+        )
+        opskit = [sys.executable, "-m", "opskit"]
+        target = f"s3://{bucket}/cli"
+        os.sync()
+        backup_s, backup_rss, stdout = run_measured(
+            [*opskit, "volume", "backup", volume, "--to", target, "--json"], env
+        )
+        record = json.loads(stdout)
+        restore_s, restore_rss, _ = run_measured(
+            [*opskit, "volume", "restore", volume, "--from", target, "--into", restored, "--json"],
+            env,
+        )
+        head = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).head_object(
+            Bucket=bucket, Key=f"cli/{record['archive']}"
+        )
+        parts = int(head["ETag"].strip('"').rpartition("-")[2] or 1)
+        return {
+            "mode": "cli",
+            "bytes": record["size"],
+            "upload_mb_s": record["size"] / backup_s / 1e6,
+            "download_mb_s": record["size"] / restore_s / 1e6,
+            "peak_rss_mib": backup_rss,
+            "restore_peak_rss_mib": restore_rss,
+            "part_size_mib": 8.0,  # the defaults: see opskit.storage.s3
+            "concurrency": 2,
+            "parts": parts,
+            "process_s": backup_s,
+        }
+    finally:
+        for name in (volume, restored):
+            try:
+                client.volumes.get(name).remove(force=True)
+            except docker.errors.NotFound:
+                pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="1GiB", help="bytes to back up (default 1GiB)")
+    parser.add_argument("--mode", choices=["storage", "cli", "all"], default="all")
+    parser.add_argument("--part-size", default="default", help="bytes, storage mode only")
+    parser.add_argument("--concurrency", default="default", help="storage mode only")
+    arguments = parser.parse_args()
+    size = parse_size(arguments.size)
+
+    work = Path(tempfile.mkdtemp(prefix="opskit-s3-bench-"))
+    moto, endpoint = start_moto(work / "moto.log")
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(work / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(work / "aws-credentials"),
+        "PYTHONPATH": str(REPOSITORY),
+    }
+    os.environ.update({name: env[name] for name in env if name.startswith("AWS_")})
+    bucket = f"opskit-bench-{uuid.uuid4().hex[:8]}"
+    results = []
+    try:
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+        if arguments.mode in ("storage", "all"):
+            results.append(
+                bench_storage(env, bucket, size, arguments.part_size, arguments.concurrency)
+            )
+        if arguments.mode in ("cli", "all"):
+            results.append(bench_cli(env, bucket, size))
+    finally:
+        moto.terminate()
+        moto.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+    for result in results:
+        verdict = "ok" if result["peak_rss_mib"] * MIB / 1e6 <= RSS_TARGET_MB else "OVER"
+        print(
+            f"{result['mode']:8} {result['bytes'] / MIB:8.0f} MiB  "
+            f"backup {result['upload_mb_s']:6.1f} MB/s  "
+            f"restore {result['download_mb_s']:6.1f} MB/s  "
+            f"peak RSS {result['peak_rss_mib']:6.1f} MiB ({verdict} vs {RSS_TARGET_MB} MB)  "
+            f"part {result['part_size_mib']:.0f} MiB x {result['concurrency']} in flight, "
+            f"{result['parts']} parts"
+        )
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
