@@ -96,18 +96,19 @@ def check_source_exists(engine: Engine, source: DataSource) -> VolumeInfo | None
 
 def running_users(engine: Engine, source: DataSource) -> list[ContainerRef]:
     """Return the running containers that mount `source` (a volume, or a path overlapping it)."""
-    users = []
+    # One list call with the summaries (mounts and labels included): docker-py's high-level
+    # list() inspects each container after listing, which fails when one goes away between.
     with translated_errors("listing containers"):
-        containers = engine.client.containers.list()
-    for container in containers:
-        mounts = container.attrs.get("Mounts") or []
-        if any(_mount_uses(mount, source) for mount in mounts):
-            labels = container.attrs.get("Config", {}).get("Labels") or {}
+        summaries = engine.client.api.containers()
+    users = []
+    for summary in summaries:
+        if any(_mount_uses(mount, source) for mount in summary.get("Mounts") or []):
+            names = summary.get("Names") or [summary["Id"][:12]]
             users.append(
                 ContainerRef(
-                    id=container.id,
-                    name=container.name,
-                    is_opskit_helper=HELPER_LABEL in labels,
+                    id=summary["Id"],
+                    name=names[0].lstrip("/"),
+                    is_opskit_helper=HELPER_LABEL in (summary.get("Labels") or {}),
                 )
             )
     return users
