@@ -207,13 +207,23 @@ class ArchiveApiTransfer(Transfer):
         self.engine = engine
 
     def export_tar(self, session: HelperSession, directory: str, sink: ChunkSink) -> None:
-        # A path ending in "/." gives entries "./..." like `tar -C directory .` does.
+        api = self.engine.client.api
         with translated_errors(f"reading {directory} through the engine's archive endpoint"):
-            stream, _ = self.engine.client.api.get_archive(
-                session.container_id, directory.rstrip("/") + "/.", chunk_size=CHUNK_SIZE
+            # docker-py's get_archive() never closes its response; if we stop reading midway
+            # (disk full, Ctrl-C), the engine blocks on the stream and then on removing the
+            # helper. So the request is made here, and the response closed in any case.
+            # A path ending in "/." gives entries "./..." like `tar -C directory .` does.
+            response = api._get(
+                api._url("/containers/{0}/archive", session.container_id),
+                params={"path": directory.rstrip("/") + "/."},
+                stream=True,
             )
-            for chunk in stream:
-                sink(chunk)
+            try:
+                api._raise_for_status(response)
+                for chunk in response.iter_content(CHUNK_SIZE, decode_unicode=False):
+                    sink(chunk)
+            finally:
+                response.close()
 
     def import_tar(self, session: HelperSession, directory: str, chunks: Iterable[bytes]) -> None:
         with translated_errors(f"writing into {directory} through the engine's archive endpoint"):
