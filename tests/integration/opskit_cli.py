@@ -130,7 +130,9 @@ def files_in(directory: Path) -> list[str]:
 def helpers_using(client: docker.DockerClient, data: str) -> list[str]:
     """Names of opskit helper containers (running or not) that mount volume or path `data`."""
     found = []
-    for container in client.containers.list(all=True, filters={"label": HELPER_LABEL}):
+    for container in client.containers.list(
+        all=True, filters={"label": HELPER_LABEL}, ignore_removed=True
+    ):
         for mount in container.attrs.get("Mounts") or []:
             if data in (mount.get("Name"), mount.get("Source")):
                 found.append(container.name)
@@ -140,7 +142,9 @@ def helpers_using(client: docker.DockerClient, data: str) -> list[str]:
 def remove_helpers_using(client: docker.DockerClient, volumes: list[str], paths: list[str]) -> None:
     """Remove opskit helper containers left mounting one of `volumes` or a path below `paths`
     (only after a failed test: a passing one has checked that none is left)."""
-    for container in client.containers.list(all=True, filters={"label": HELPER_LABEL}):
+    for container in client.containers.list(
+        all=True, filters={"label": HELPER_LABEL}, ignore_removed=True
+    ):
         for mount in container.attrs.get("Mounts") or []:
             source = mount.get("Source") or ""
             if mount.get("Name") in volumes or any(source.startswith(path) for path in paths):

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -16,6 +17,7 @@ import pytest
 
 from tests.integration import trees
 from tests.integration.opskit_cli import (
+    HELPER_LABEL,
     REPOSITORY,
     STOPPABLE_COMMAND,
     assert_failed_with_one_line,
@@ -293,7 +295,7 @@ def test_backup_to_a_full_disk(transfer, docker_client, resources, unique_name, 
     small = mount_tmpfs("small", "size=2m")
 
     result = run_opskit(
-        "volume", "backup", volume, "--to", str(small), "--transfer", transfer, timeout=30
+        "volume", "backup", volume, "--to", str(small), "--transfer", transfer, timeout=20
     )
 
     assert_failed_with_one_line(result, "disk full")
@@ -442,10 +444,14 @@ def _bytes_below(directory: Path, pattern: str) -> int:
 
 
 def _interrupt_when_written(
-    process: subprocess.Popen[str], directory: Path, pattern: str, signal_number: int
+    process: subprocess.Popen[str],
+    directory: Path,
+    pattern: str,
+    signal_number: int,
+    while_running: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Wait until `pattern` below `directory` holds 8 MiB (the data is moving), send the signal,
-    and return the finished process."""
+    """Wait until `pattern` below `directory` holds 8 MiB (the data is moving), call
+    `while_running`, send the signal, and return the finished process."""
     deadline = time.monotonic() + 120
     while _bytes_below(directory, pattern) < 8 << 20:
         if process.poll() is not None or time.monotonic() > deadline:
@@ -453,13 +459,17 @@ def _interrupt_when_written(
             stdout, stderr = process.communicate()
             pytest.fail(f"opskit ended (or hung) before it could be interrupted:\n{stderr}")
         time.sleep(0.005)
-    process.send_signal(signal_number)
     try:
-        stdout, stderr = process.communicate(timeout=30)
+        if while_running is not None:
+            while_running()
+    finally:
+        process.send_signal(signal_number)
+    try:
+        stdout, stderr = process.communicate(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
         stdout, stderr = process.communicate()
-        pytest.fail(f"opskit hung: still running 30 s after the signal, killed\n{stderr}")
+        pytest.fail(f"opskit hung: still running 20 s after the signal, killed\n{stderr}")
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
@@ -484,9 +494,25 @@ def test_interrupted_backup_leaves_nothing(
         "--transfer", transfer, "--json",
     )  # fmt: skip
 
-    result = _interrupt_when_written(process, store, ".opskit-partial-*", signal_number)
+    helpers_seen: list[dict] = []
+
+    def inspect_helper() -> None:
+        for container in docker_client.containers.list(
+            filters={"label": HELPER_LABEL}, ignore_removed=True
+        ):
+            mounts = container.attrs["Mounts"]
+            if any(mount.get("Name") == big_volume for mount in mounts):
+                helpers_seen.append(container.attrs)
+
+    result = _interrupt_when_written(
+        process, store, ".opskit-partial-*", signal_number, while_running=inspect_helper
+    )
 
     _assert_interrupted_cleanly(result, signal.Signals(signal_number).name)
+    # The backup ran in one helper container that mounted the volume read-only.
+    assert len(helpers_seen) == 1, helpers_seen
+    [data_mount] = [m for m in helpers_seen[0]["Mounts"] if m.get("Name") == big_volume]
+    assert data_mount["RW"] is False, data_mount
     assert files_in(store) == [], "a partial archive or metadata file was left"
     assert list_backups(store) == []
     assert helpers_using(docker_client, big_volume) == []

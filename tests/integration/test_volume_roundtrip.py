@@ -135,6 +135,7 @@ def test_roundtrip_each_compression(
     restore(source, store, "--into", target)
 
     assert record["compression"] == compression
+    assert record["transfer"] == "fifo", "auto must pick the FIFO path for a local engine"
     assert record["location"].endswith(SUFFIXES[compression])
     assert Path(record["location"]).is_file()
     trees.assert_same_tree(expected, trees.snapshot(docker_client, target), compression)

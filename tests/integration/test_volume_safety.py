@@ -245,6 +245,23 @@ def test_backup_of_a_volume_in_use_warns_on_one_line(
     assert started_at(docker_client, user.id) == (True, started_before), "container was touched"
 
 
+def test_backup_of_a_host_directory_in_use_warns_on_one_line(docker_client, resources, tmp_path):
+    source = tmp_path / "srv"
+    (source / "uploads").mkdir(parents=True)
+    (source / "uploads" / "a.txt").write_text("a\n")
+    # The container mounts a directory below the source: the copy may still be inconsistent.
+    user = resources.container(
+        command=STOPPABLE_COMMAND, volumes={str(source / "uploads"): {"bind": "/uploads"}}
+    )
+
+    result = run_opskit("volume", "backup", str(source), "--to", str(tmp_path / "b"), "--json")
+
+    assert result.returncode == 0, describe(result)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning:"), describe(result)
+    assert user.name in lines[0]
+
+
 def test_backup_of_an_unused_volume_prints_nothing_on_stderr(
     docker_client, resources, unique_name, tmp_path
 ):
