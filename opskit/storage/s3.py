@@ -359,6 +359,7 @@ class S3ObjectWriter(ObjectWriter):
         self._failure: BaseException | None = None
         self._aborting = threading.Event()
         self._server_aborted = False
+        self._creating = False
         self._work: queue.SimpleQueue[tuple[int, _PartBuffer] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._state = "open"
@@ -412,6 +413,7 @@ class S3ObjectWriter(ObjectWriter):
         self._work.put((part_number, buffer))
 
     def _create_upload(self) -> None:
+        self._creating = True  # an interrupt now may leave an upload we have no id for
         try:
             response = self._client.create_multipart_upload(
                 Bucket=self._storage.bucket,
@@ -422,6 +424,7 @@ class S3ObjectWriter(ObjectWriter):
         except Exception as exc:
             raise classify_error(exc, self._where) from exc
         self._upload_id = response["UploadId"]
+        self._creating = False
         log.debug("multipart upload started", key=self._key, upload_id=self._upload_id)
 
     def _start_workers(self, wanted: int) -> None:
@@ -450,6 +453,7 @@ class S3ObjectWriter(ObjectWriter):
                 if not self._aborting.is_set():
                     self._upload_part(part_number, buffer.view())
             except BaseException as exc:  # noqa: BLE001 - handed to the producer thread
+                log.debug("part upload failed", key=self._key, part=part_number, error=repr(exc))
                 exc.__traceback__ = None  # it would keep the part's bytes alive
                 with self._condition:
                     if self._failure is None:
@@ -560,6 +564,23 @@ class S3ObjectWriter(ObjectWriter):
         if self._upload_id is not None:
             self._abort_upload()
             self._server_aborted = True
+        elif self._creating:
+            self._abort_unknown_uploads()
+
+    def _abort_unknown_uploads(self) -> None:
+        """Abort the uploads of our key that S3 may have created while the answer to our
+        CreateMultipartUpload was lost to an interrupt (object names of backups are unique)."""
+        try:
+            response = self._client.list_multipart_uploads(
+                Bucket=self._storage.bucket, Prefix=self._key
+            )
+        except Exception as exc:  # noqa: BLE001 - reported, the original error wins
+            self._warn_abort_failed(exc)
+            return
+        for upload in response.get("Uploads", []):
+            if upload["Key"] == self._key:
+                self._upload_id = upload["UploadId"]
+                self._abort_upload()
 
     def _abort_upload(self) -> None:
         try:

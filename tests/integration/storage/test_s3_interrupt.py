@@ -85,6 +85,23 @@ def test_abort_waits_for_parts_on_the_wire(storage, s3_client, s3_bucket) -> Non
     assert objects(s3_client, s3_bucket) == []
 
 
+def test_interrupt_while_the_upload_is_created_leaves_no_upload(
+    storage, s3_client, s3_bucket
+) -> None:
+    """S3 created the upload but the interrupt came before its id did: abort finds it."""
+    from opskit import errors
+
+    def interrupted(**_) -> None:
+        raise errors.Interrupted("SIGINT")
+
+    storage.client.meta.events.register("after-call.s3.CreateMultipartUpload", interrupted)
+    with pytest.raises(errors.Interrupted):
+        with storage.create("vol/backup.tar.zst") as writer:
+            writer.write(os.urandom(PART_SIZE + 1))
+    assert uploads(s3_client, s3_bucket) == []
+    assert objects(s3_client, s3_bucket) == []
+
+
 def test_abort_before_any_part_has_nothing_to_abort(storage, s3_client, s3_bucket) -> None:
     writer = storage.create("tiny.json")
     writer.write(b"{}")
