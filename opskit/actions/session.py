@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from opskit import errors
-from opskit.engine import volumes
+from opskit.engine import orphans, volumes
 from opskit.engine.client import Engine
 
 # Actions never print: they hand one-line notices to the caller (the CLI prints them on stderr).
@@ -22,6 +22,7 @@ def used_by_others(engine: Engine, data: volumes.DataSource) -> list[volumes.Con
 
     Raise `TargetInUse` if another opskit operation's helper is using it right now.
     """
+    orphans.remove_orphaned_helpers(engine)
     users = volumes.running_users(engine, data)
     if any(user.is_opskit_helper for user in users):
         raise errors.TargetInUse(

@@ -17,6 +17,7 @@ import docker.types
 import structlog
 
 from opskit import errors
+from opskit.engine import orphans
 from opskit.engine.client import Engine, translated_errors
 from opskit.engine.volumes import HELPER_LABEL, DataSource
 
@@ -145,7 +146,7 @@ def helper_session(
                     entrypoint=IDLE_COMMAND,
                     command=[],
                     mounts=mounts,
-                    labels={HELPER_LABEL: "1"},
+                    labels={HELPER_LABEL: "1", orphans.OWNER_LABEL: orphans.owner_label()},
                     network_mode="none",
                     user="0:0",
                     detach=True,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from opskit import errors
+from opskit.process_owner import owner_is_alive, owner_label
 from opskit.storage.base import ObjectInfo, ObjectWriter, Storage, check_name
 
 # Temp files start with this, so `list` never shows them and a crash's leftovers are recognisable.
@@ -32,8 +33,10 @@ class LocalObjectWriter(ObjectWriter):
 
     def __init__(self, final_path: Path) -> None:
         self.final_path = final_path
+        # The owner in the name lets a later run remove this file if we are killed.
+        owner = owner_label().replace(":", "+")
         self.temp_path = final_path.with_name(
-            f"{PARTIAL_PREFIX}{secrets.token_hex(4)}-{final_path.name}"
+            f"{PARTIAL_PREFIX}{owner}+{secrets.token_hex(4)}-{final_path.name}"
         )
         try:
             final_path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,3 +152,12 @@ class LocalStorage(Storage):
             raise errors.StorageError(
                 f"not writable: {self.root}", "fix its permissions or choose another --to"
             )
+        self._remove_orphaned_partials()
+
+    def _remove_orphaned_partials(self) -> None:
+        """Remove partial files whose writer died (SIGKILL, power loss): they are never listed,
+        but they hold disk space."""
+        for path in self.root.glob(f"{PARTIAL_PREFIX}*"):
+            parts = path.name[len(PARTIAL_PREFIX) :].split("+", 3)  # host+pid+ticks+rest
+            if len(parts) == 4 and not owner_is_alive(":".join(parts[:3])):
+                path.unlink(missing_ok=True)

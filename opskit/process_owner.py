@@ -1,0 +1,46 @@
+"""Who owns a temporary thing (a helper container, a partial file): this host, pid and start time.
+
+When opskit dies in a way nothing can catch (SIGKILL, OOM, power loss), the next run uses these
+labels to recognise leftovers whose owner is gone and to remove them. The start time guards
+against a reused pid.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def process_start_ticks(pid: int) -> str:
+    """Return the process's start time in clock ticks since boot ('' if there is no such pid)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            # The command name (field 2) may hold spaces, so split after its ')'.
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return ""
+    try:
+        # A zombie (state Z) is dead already; field 22 is the start time.
+        return "" if fields[0] == "Z" else fields[19]
+    except IndexError:
+        return ""
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_").replace(":", "_")
+
+
+def owner_label() -> str:
+    """Return this process's owner label: `host:pid:start-ticks`."""
+    pid = os.getpid()
+    return f"{_host()}:{pid}:{process_start_ticks(pid)}"
+
+
+def owner_is_alive(label: str) -> bool:
+    """Whether the owner named by `label` still runs. Unknown and other hosts' owners count as
+    alive: never remove what might be in use."""
+    host, _, rest = label.partition(":")
+    pid_text, _, start_ticks = rest.partition(":")
+    if host != _host() or not pid_text.isdigit() or not start_ticks:
+        return True
+    return process_start_ticks(int(pid_text)) == start_ticks
