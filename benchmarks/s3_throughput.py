@@ -38,6 +38,9 @@ from pathlib import Path
 
 import boto3
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from opskit.storage import s3 as s3_storage  # noqa: E402 - after the path is set
+
 MIB = 1 << 20
 REPOSITORY = Path(__file__).resolve().parents[1]
 RSS_TARGET_MB = 150
@@ -115,8 +118,10 @@ def start_moto(log_path: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"moto_server did not answer on {endpoint}")
 
 
-def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Run a command; return (seconds, its peak RSS in MiB, stdout). Fail on non-zero exit."""
+def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float, str, float]:
+    """Run a command; return (seconds, its peak RSS in MiB, stdout, its CPU seconds).
+
+    Fail on a non-zero exit."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True)
     stdout = process.stdout.read() if process.stdout else ""
@@ -125,7 +130,7 @@ def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float,
     elapsed = time.perf_counter() - start
     if process.returncode != 0:
         raise SystemExit(f"failed ({process.returncode}): {' '.join(command)}")
-    return elapsed, usage.ru_maxrss / 1024, stdout
+    return elapsed, usage.ru_maxrss / 1024, stdout, usage.ru_utime + usage.ru_stime
 
 
 def parse_size(text: str) -> int:
@@ -136,7 +141,7 @@ def parse_size(text: str) -> int:
 
 
 def bench_storage(env, bucket, size, part_size, concurrency) -> dict:
-    elapsed, rss, stdout = run_measured(
+    elapsed, rss, stdout, cpu = run_measured(
         [
             sys.executable,
             "-c",
@@ -159,6 +164,7 @@ def bench_storage(env, bucket, size, part_size, concurrency) -> dict:
         "concurrency": result["concurrency"],
         "parts": result["parts"],
         "process_s": elapsed,
+        "cpu_s": cpu,
     }
 
 
@@ -184,11 +190,11 @@ def bench_cli(env, bucket, size) -> dict:
         opskit = [sys.executable, "-m", "opskit"]
         target = f"s3://{bucket}/cli"
         os.sync()
-        backup_s, backup_rss, stdout = run_measured(
+        backup_s, backup_rss, stdout, backup_cpu = run_measured(
             [*opskit, "volume", "backup", volume, "--to", target, "--json"], env
         )
         record = json.loads(stdout)
-        restore_s, restore_rss, _ = run_measured(
+        restore_s, restore_rss, _, _ = run_measured(
             [*opskit, "volume", "restore", volume, "--from", target, "--into", restored, "--json"],
             env,
         )
@@ -203,10 +209,11 @@ def bench_cli(env, bucket, size) -> dict:
             "download_mb_s": record["size"] / restore_s / 1e6,
             "peak_rss_mib": backup_rss,
             "restore_peak_rss_mib": restore_rss,
-            "part_size_mib": 8.0,  # the defaults: see opskit.storage.s3
-            "concurrency": 2,
+            "part_size_mib": s3_storage.DEFAULT_PART_SIZE / MIB,  # the defaults
+            "concurrency": s3_storage.concurrency_for(s3_storage.DEFAULT_PART_SIZE),
             "parts": parts,
             "process_s": backup_s,
+            "cpu_s": backup_cpu,
         }
     finally:
         for name in (volume, restored):
@@ -254,14 +261,17 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     for result in results:
-        verdict = "ok" if result["peak_rss_mib"] * MIB / 1e6 <= RSS_TARGET_MB else "OVER"
+        peak_mb = result["peak_rss_mib"] * MIB / 1e6
+        verdict = "ok" if peak_mb <= RSS_TARGET_MB else "OVER"
+        restore_rss = result.get("restore_peak_rss_mib")
         print(
-            f"{result['mode']:8} {result['bytes'] / MIB:8.0f} MiB  "
-            f"backup {result['upload_mb_s']:6.1f} MB/s  "
-            f"restore {result['download_mb_s']:6.1f} MB/s  "
-            f"peak RSS {result['peak_rss_mib']:6.1f} MiB ({verdict} vs {RSS_TARGET_MB} MB)  "
-            f"part {result['part_size_mib']:.0f} MiB x {result['concurrency']} in flight, "
-            f"{result['parts']} parts"
+            f"{result['mode']:8} {result['bytes'] / MIB:6.0f} MiB  "
+            f"backup {result['upload_mb_s']:6.1f} MB/s, peak RSS {result['peak_rss_mib']:5.1f} MiB "
+            f"= {peak_mb:5.1f} MB ({verdict} vs {RSS_TARGET_MB} MB)  "
+            f"restore {result['download_mb_s']:6.1f} MB/s"
+            + (f", peak RSS {restore_rss:5.1f} MiB" if restore_rss else "")
+            + f"  part {result['part_size_mib']:.0f} MiB x {result['concurrency']} in flight, "
+            f"{result['parts']} parts, {result['cpu_s']:.1f} CPU s"
         )
     print(json.dumps(results, indent=2))
 

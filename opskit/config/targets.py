@@ -90,7 +90,7 @@ class TargetConfig(BaseModel):
         default=None,
         ge=5 * MIB,
         le=5 * 1024 * MIB,
-        description="Multipart part size, in bytes or with a unit (64MiB). Default: 8 MiB, "
+        description="Multipart part size, in bytes or with a unit (64MiB). Default: 5 MiB, "
         "grown automatically with the part number so that a 5 TiB archive stays under "
         "10,000 parts. An explicit size is used for every part (stores like Cloudflare R2 "
         "need equal parts); archives then stop at 10,000 parts of it.",
@@ -101,7 +101,7 @@ class TargetConfig(BaseModel):
         ge=1,
         le=64,
         description="Parts uploaded at once. Default: 2, lowered to 1 once parts grow past "
-        "8 MiB. Memory for part buffers is (max_concurrency + 1) x part size.",
+        "5 MiB. Memory for part buffers is (max_concurrency + 1) x part size.",
         examples=[4],
     )
 

@@ -43,25 +43,27 @@ MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * GiB
 MAX_PARTS = 10_000
 
-# Two parts in flight by default: with opskit's own ~130 MiB (Python, docker, boto3, the zstd
-# pipeline) that keeps a backup under 150 MB of RSS. Each extra part in flight costs one part
-# buffer; max_concurrency raises it (throughput on high-latency links, for memory).
+# Two parts of 5 MiB in flight by default: with opskit's own ~120 MiB (Python, the Docker
+# client, boto3 and its S3 model, the zstd pipeline) that keeps a backup under 150 MB of RSS
+# (measured: 8 MiB parts took it to 152 MB). Each extra part in flight costs one part buffer;
+# a target's max_concurrency raises it (throughput on high-latency links, for memory).
 DEFAULT_MAX_CONCURRENCY = 2
 # Without an explicit max_concurrency, fewer parts are uploaded at once as parts grow, so that
 # the part buffers (parts in flight plus the one being filled) stay within this budget.
 BUFFER_BUDGET = 24 * MiB
 
 # The automatic part-size schedule: (number of parts, part size). A stream's total size is
-# unknown up front, so the size grows with the part number. 10,000 parts hold 5.02 TiB.
+# unknown up front, so the size grows with the part number; 10,000 parts hold 5.06 TiB.
 PART_SCHEDULE: tuple[tuple[int, int], ...] = (
-    (2000, 8 * MiB),  # parts     1-2000: archives up to 15.6 GiB
-    (1000, 16 * MiB),  # parts  2001-3000: up to 31.3 GiB
-    (1000, 32 * MiB),  # parts  3001-4000: up to 62.5 GiB
-    (300, 64 * MiB),  # parts   4001-4300: up to 81.3 GiB
-    (300, 128 * MiB),  # parts  4301-4600: up to 118.8 GiB
-    (300, 256 * MiB),  # parts  4601-4900: up to 193.8 GiB
-    (300, 512 * MiB),  # parts  4901-5200: up to 343.8 GiB
-    (4800, 1 * GiB),  # parts   5201-10000: up to 5.02 TiB
+    (2000, 5 * MiB),  # parts     1-2000: archives up to 9.8 GiB
+    (1000, 10 * MiB),  # parts  2001-3000: up to 19.5 GiB
+    (1000, 20 * MiB),  # parts  3001-4000: up to 39.1 GiB
+    (1000, 40 * MiB),  # parts  4001-5000: up to 78.1 GiB
+    (300, 80 * MiB),  # parts   5001-5300: up to 101.6 GiB
+    (300, 160 * MiB),  # parts  5301-5600: up to 148.4 GiB
+    (300, 320 * MiB),  # parts  5601-5900: up to 242.2 GiB
+    (300, 640 * MiB),  # parts  5901-6200: up to 429.7 GiB
+    (3800, 1280 * MiB),  # parts 6201-10000: up to 5.06 TiB
 )
 DEFAULT_PART_SIZE = PART_SCHEDULE[0][1]
 

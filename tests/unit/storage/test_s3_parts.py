@@ -31,25 +31,26 @@ def test_part_sizes_never_shrink_and_stay_within_s3_limits() -> None:
 @pytest.mark.parametrize(
     ("part_number", "size"),
     [
-        (1, 8 * MiB),
-        (2000, 8 * MiB),
-        (2001, 16 * MiB),
-        (3000, 16 * MiB),
-        (3001, 32 * MiB),
-        (4001, 64 * MiB),
-        (4301, 128 * MiB),
-        (4601, 256 * MiB),
-        (4901, 512 * MiB),
-        (5201, GiB),
-        (10_000, GiB),
+        (1, 5 * MiB),
+        (2000, 5 * MiB),
+        (2001, 10 * MiB),
+        (3000, 10 * MiB),
+        (3001, 20 * MiB),
+        (4001, 40 * MiB),
+        (5001, 80 * MiB),
+        (5301, 160 * MiB),
+        (5601, 320 * MiB),
+        (5901, 640 * MiB),
+        (6201, 1280 * MiB),
+        (10_000, 1280 * MiB),
     ],
 )
 def test_part_size_for_follows_the_schedule(part_number: int, size: int) -> None:
     assert s3.part_size_for(part_number) == size
 
 
-def test_default_part_size_is_eight_mib() -> None:
-    assert s3.DEFAULT_PART_SIZE == 8 * MiB
+def test_default_part_size_is_s3s_minimum() -> None:
+    assert s3.DEFAULT_PART_SIZE == 5 * MiB == s3.MIN_PART_SIZE
 
 
 def test_explicit_part_size_is_used_for_every_part() -> None:
@@ -67,7 +68,7 @@ def test_default_concurrency_is_two_for_the_first_parts() -> None:
     assert s3.concurrency_for(8 * MiB) == 2
 
 
-@pytest.mark.parametrize("part_number", [1, 2001, 3001, 4001, 5201])
+@pytest.mark.parametrize("part_number", [1, 2001, 3001, 4001, 5001, 6201])
 def test_concurrency_shrinks_as_parts_grow_to_keep_buffers_bounded(part_number: int) -> None:
     part_size = s3.part_size_for(part_number)
     concurrency = s3.concurrency_for(part_size)
@@ -77,12 +78,19 @@ def test_concurrency_shrinks_as_parts_grow_to_keep_buffers_bounded(part_number: 
 
 
 def test_concurrency_per_tier() -> None:
-    assert [s3.concurrency_for(size) for _, size in s3.PART_SCHEDULE] == [2, 1, 1, 1, 1, 1, 1, 1]
+    assert [s3.concurrency_for(size) for _, size in s3.PART_SCHEDULE] == [2, 1, 1, 1, 1, 1, 1, 1, 1]
 
 
 @pytest.mark.parametrize(
     ("last_part", "archive_gib", "buffers_mib"),
-    [(2000, 15.625, 24), (3000, 31.25, 32), (4000, 62.5, 64), (5200, 343.75, 1024)],
+    [
+        (2000, 9.765625, 15),
+        (3000, 19.53125, 20),
+        (4000, 39.0625, 40),
+        (5000, 78.125, 80),
+        (6200, 429.6875, 1280),
+        (10_000, 5179.6875, 2560),
+    ],
 )
 def test_part_buffers_by_archive_size(last_part: int, archive_gib: float, buffers_mib: int):
     """Memory for part buffers, (concurrency + 1) x part size, as documented in docs/s3.md."""
