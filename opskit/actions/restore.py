@@ -12,56 +12,22 @@ A corrupt archive therefore never touches the old data.
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 
 import structlog
 
 from opskit import errors
+from opskit.actions import staging
 from opskit.actions.backup import BackupLabels, write_backup
 from opskit.actions.session import Notify, containers_stopped, quiet, used_by_others
 from opskit.archive import catalog
-from opskit.archive.pipeline import HashingReader, ProgressCallback, tar_chunks, verify_digest
-from opskit.archive.tar_root import RootEntrySniffer
-from opskit.archive.threads import ReadAhead
+from opskit.archive.pipeline import ProgressCallback
 from opskit.config.schema import Config
 from opskit.engine import client, helper, transfer, volumes
 from opskit.storage.base import Storage
 from opskit.storage.registry import open_storage
 
 log = structlog.get_logger(__name__)
-
-TARGET_MOUNT_POINT = "/target"
-STAGING_PREFIX = ".opskit-restore-"
-
-# Drops staging directories that a killed restore left, then says whether anything else is there.
-PROBE_SCRIPT = f"""
-cd {TARGET_MOUNT_POINT} || exit 20
-for entry in {STAGING_PREFIX}*; do [ -d "$entry" ] && rm -rf -- "$entry"; done
-for entry in .[!.]* ..?* *; do
-  if [ -e "$entry" ] || [ -L "$entry" ]; then echo nonempty; exit 0; fi
-done
-echo empty
-"""
-
-# $1 is the staging directory. chown before chmod: chown clears setuid/setgid bits.
-SWAP_SCRIPT = f"""
-set -e
-cd {TARGET_MOUNT_POINT}
-staging="$1"
-for entry in .[!.]* ..?* *; do
-  [ -e "$entry" ] || [ -L "$entry" ] || continue
-  [ "$entry" = "$staging" ] && continue
-  rm -rf -- "$entry"
-done
-for entry in "$staging"/.[!.]* "$staging"/..?* "$staging"/*; do
-  [ -e "$entry" ] || [ -L "$entry" ] || continue
-  mv -- "$entry" .
-done
-chown "$(stat -c %u:%g "$staging")" .
-chmod "$(stat -c %a "$staging")" .
-rmdir -- "$staging"
-"""
 
 
 @dataclass
@@ -135,7 +101,7 @@ def run_restore(
                 engine,
                 request.helper_image or config.helper_image,
                 target,
-                TARGET_MOUNT_POINT,
+                staging.TARGET_MOUNT_POINT,
                 read_only=False,
                 extra_mounts=data_path.mounts(),
             ) as session,
@@ -144,7 +110,7 @@ def run_restore(
                 session, data_path, storage, target, request.force, notify
             )
             try:
-                _unpack_and_swap(session, data_path, storage, record, on_progress)
+                staging.restore_staged(session, data_path, storage, record, on_progress)
             except errors.OpskitError as error:
                 if safety is not None:
                     error.message += f" (target unchanged; also saved as backup {safety.id})"
@@ -193,8 +159,7 @@ def _save_current_contents(
     notify: Notify,
 ) -> catalog.BackupRecord | None:
     """Refuse a non-empty target without `force`; with it, back the contents up first."""
-    probe = session.run_checked(["sh", "-c", PROBE_SCRIPT], f"inspecting {target.describe()}")
-    if "nonempty" not in probe.output:
+    if not staging.target_has_data(session, target.describe()):
         return None
     if not force:
         raise errors.TargetNotEmpty(
@@ -204,7 +169,7 @@ def _save_current_contents(
         )
     safety = write_backup(
         session,
-        TARGET_MOUNT_POINT,
+        staging.TARGET_MOUNT_POINT,
         data_path,
         storage,
         BackupLabels(
@@ -217,56 +182,3 @@ def _save_current_contents(
     )
     notify(f"saved the current contents of {target.describe()} as backup {safety.id}")
     return safety
-
-
-def _unpack_and_swap(
-    session: helper.HelperSession,
-    data_path: transfer.Transfer,
-    storage: Storage,
-    record: catalog.BackupRecord,
-    on_progress: ProgressCallback | None,
-) -> None:
-    staging = f"{STAGING_PREFIX}{secrets.token_hex(4)}"
-    staging_path = f"{TARGET_MOUNT_POINT}/{staging}"
-    session.run_checked(["mkdir", staging_path], "creating a staging directory in the target")
-    try:
-        with storage.open(record.archive) as stream:
-            stored = HashingReader(stream, on_progress)
-            read_ahead = ReadAhead(stored)  # hashing and reading overlap decompression
-            try:
-                tar_stream = RootEntrySniffer(
-                    tar_chunks(read_ahead, record.compression, record.archive)
-                )
-                data_path.import_tar(session, staging_path, tar_stream)
-            finally:
-                read_ahead.close()
-            verify_digest(stored, record.sha256, record.size, record.archive)
-        if tar_stream.root is not None:
-            root = tar_stream.root
-            session.run_checked(
-                [
-                    "sh",
-                    "-c",
-                    'chown "$1" "$3" && chmod "$2" "$3"',
-                    "root",
-                    f"{root.uid}:{root.gid}",
-                    f"{root.mode:o}",
-                    staging_path,
-                ],
-                "setting the target root's owner and mode",
-            )
-    except BaseException:
-        _remove_staging(session, staging_path)
-        raise
-    session.run_checked(
-        ["sh", "-c", SWAP_SCRIPT, "swap", staging], "replacing the target's contents"
-    )
-    log.info("restore.done", id=record.id)
-
-
-def _remove_staging(session: helper.HelperSession, staging_path: str) -> None:
-    # Best effort: if this fails too, the next restore's probe removes the leftover.
-    try:
-        session.run(["rm", "-rf", "--", staging_path])
-    except (errors.OpskitError, errors.Interrupted) as exc:
-        log.error("restore.staging_cleanup_failed", path=staging_path, error=str(exc))

@@ -60,11 +60,13 @@ class BackupRecord:
 
 
 def utc_now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    return datetime.now(UTC)
 
 
 def iso_utc(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """ISO 8601 in UTC with milliseconds (`2026-11-26T09:51:32.123Z`): two backups made in the
+    same second still sort in the order they were made."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def new_backup_id(source_slug: str, moment: datetime) -> str:
@@ -104,6 +106,8 @@ def list_records(storage: Storage, source: str | None = None) -> list[BackupReco
             continue
         try:
             data = json.loads(storage.read_bytes(info.name))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
             record = BackupRecord.from_dict(data)
         except errors.NotFound:
             continue  # removed while we listed

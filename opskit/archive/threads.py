@@ -114,6 +114,15 @@ class ReadAhead:
     def readable(self) -> bool:
         return True
 
+    def _next(self) -> object:
+        """The next queued chunk; the end marker once closed, so no reader blocks forever."""
+        while True:
+            try:
+                return self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._stopped.is_set():
+                    return _END
+
     def read(self, size: int = -1) -> bytes:
         if size < 0:
             size = 1 << 62
@@ -122,7 +131,7 @@ class ReadAhead:
             if not self._buffer:
                 if self._done:
                     break
-                item = self._queue.get()
+                item = self._next()
                 if item is _END:
                     self._done = True
                     if self._error is not None:

@@ -18,7 +18,6 @@ from opskit.log import configure_logging
 
 app = typer.Typer(
     name="opskit",
-    help="Back up and restore Docker volumes, audit published ports.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

@@ -19,7 +19,17 @@ from opskit.config.load import load_config
 from opskit.config.schema import Config
 
 app = typer.Typer(
-    help="Back up, list and restore Docker volumes and bind paths.", no_args_is_help=True
+    help="""Back up, list and restore Docker volumes and bind-mounted host directories.
+
+    Examples:
+
+      opskit volume backup pgdata --to /var/backups/opskit
+
+      opskit volume list --from /var/backups/opskit
+
+      opskit volume restore pgdata --from /var/backups/opskit --into pgdata-check
+    """,
+    no_args_is_help=True,
 )
 
 

@@ -79,8 +79,9 @@ def test_archive_name_has_the_standard_suffix(compression, name):
     assert catalog.archive_name("x", compression) == name
 
 
-def test_iso_utc_is_iso_8601_with_z():
-    assert catalog.iso_utc(MOMENT) == "2026-11-26T09:51:32Z"
+def test_iso_utc_is_iso_8601_with_milliseconds_and_z():
+    assert catalog.iso_utc(MOMENT) == "2026-11-26T09:51:32.000Z"
+    assert catalog.iso_utc(MOMENT.replace(microsecond=123999)) == "2026-11-26T09:51:32.123Z"
 
 
 def test_write_record_stores_json_beside_the_archive(tmp_path):
@@ -177,8 +178,10 @@ def test_find_record_latest_is_the_newest_within_one_second(tmp_path):
     order: here the later backup happened to draw the smaller suffix.
     """
     storage = _store(tmp_path)
-    for suffix in ("ffff", "0000"):  # written in this order: ffff first, 0000 second
-        record = _record("pgdata", MOMENT, id=f"pgdata-20261126T095132Z-{suffix}")
+    # written in this order: ffff first, 0000 250 ms later
+    for offset, suffix in ((0, "ffff"), (250_000, "0000")):
+        created = MOMENT.replace(microsecond=offset)
+        record = _record("pgdata", created, id=f"pgdata-20261126T095132Z-{suffix}")
         storage.write_bytes(record.archive, suffix.encode())
         catalog.write_record(storage, record)
 

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from opskit.archive.tar_root import BLOCK, RootEntry, RootEntrySniffer, parse_root_header
+from opskit.archive.tar_root import BLOCK, RootEntry, TarWatcher, parse_root_header
 
 
 def _tar(*members: tuple[str, int, int, int, bytes | None]) -> bytes:
@@ -58,7 +58,7 @@ def test_parse_root_header_returns_none_for_a_non_header(block):
 def test_sniffer_passes_chunks_through_and_finds_the_root(chunk_size):
     data = _tar(("./", 0o750, 999, 999, None), ("./a", 0o600, 999, 999, b"secret"))
     chunks = [data[start : start + chunk_size] for start in range(0, len(data), chunk_size)]
-    sniffer = RootEntrySniffer(iter(chunks))
+    sniffer = TarWatcher(iter(chunks))
 
     passed = list(sniffer)
 
@@ -68,14 +68,56 @@ def test_sniffer_passes_chunks_through_and_finds_the_root(chunk_size):
 
 def test_sniffer_finds_no_root_when_the_first_entry_is_a_file():
     data = _tar(("./a", 0o600, 1, 1, b"x"), ("./", 0o750, 999, 999, None))
-    sniffer = RootEntrySniffer(iter([data]))
+    sniffer = TarWatcher(iter([data]))
 
     assert b"".join(sniffer) == data
     assert sniffer.root is None
 
 
 def test_sniffer_of_an_empty_stream_finds_nothing():
-    sniffer = RootEntrySniffer(iter([]))
+    sniffer = TarWatcher(iter([]))
 
     assert list(sniffer) == []
     assert sniffer.root is None
+
+
+def _archive(members: list[tuple[tarfile.TarInfo, bytes]], format: int) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=format) as archive:
+        for info, data in members:
+            archive.addfile(info, io.BytesIO(data) if data else None)
+    return buffer.getvalue()
+
+
+def _member(name: str, kind: bytes, uid: int = 0, gid: int = 0, data: bytes = b""):
+    info = tarfile.TarInfo(name)
+    info.type, info.uid, info.gid, info.size = kind, uid, gid, len(data)
+    if kind == tarfile.SYMTYPE:
+        info.linkname = "target"
+    return info, data
+
+
+@pytest.mark.parametrize("format", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
+@pytest.mark.parametrize("chunk_size", [1, 100, 512, 4096])
+def test_tar_watcher_finds_symlinks_owned_by_others(format, chunk_size):
+    long_name = "./" + "d" * 150 + "/link"
+    members = [
+        _member(".", tarfile.DIRTYPE, 999, 999),
+        _member("./file", tarfile.REGTYPE, 5, 5, b"x" * 1000),
+        _member("./root-link", tarfile.SYMTYPE),
+        _member("./owned-link", tarfile.SYMTYPE, 1234, 5678),
+        _member("./after", tarfile.REGTYPE, data=b"y" * 513),
+    ]
+    if format != tarfile.USTAR_FORMAT:  # ustar cannot hold a 150-character directory name
+        members.append(_member(long_name, tarfile.SYMTYPE, 7, 8))
+    data = _archive(members, format)
+    chunks = [data[index : index + chunk_size] for index in range(0, len(data), chunk_size)]
+
+    watcher = TarWatcher(chunks)
+    assert b"".join(watcher) == data
+    assert watcher.root == RootEntry(mode=0o644, uid=999, gid=999)
+    found = {(link.path, link.uid, link.gid) for link in watcher.owned_symlinks}
+    expected = {("./owned-link", 1234, 5678)}
+    if format != tarfile.USTAR_FORMAT:
+        expected.add((long_name, 7, 8))
+    assert found == expected
