@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from opskit import __version__
+from opskit import __version__, errors
 from opskit.actions.session import Notify, containers_stopped, quiet, used_by_others
 from opskit.archive import catalog
 from opskit.archive.pipeline import ArchiveWriter, ProgressCallback
@@ -117,14 +117,20 @@ def write_backup(
     backup_id = catalog.new_backup_id(catalog.source_slug(labels.source.name), created)
     archive_name = catalog.archive_name(backup_id, labels.compression)
     log.info("backup.start", source=labels.source.describe(), id=backup_id, to=storage.url)
-    with storage.create(archive_name) as writer:
-        archive = ArchiveWriter(writer, labels.compression, on_progress)
-        try:
-            data_path.export_tar(session, directory, archive.write)
-        except BaseException:
-            archive.abort()
-            raise
-        digest = archive.finish()
+    try:
+        with storage.create(archive_name) as writer:
+            archive = ArchiveWriter(writer, labels.compression, on_progress)
+            try:
+                data_path.export_tar(session, directory, archive.write)
+            except BaseException:
+                archive.abort()
+                raise
+            digest = archive.finish()
+    except BaseException:
+        # An interrupt inside the commit (S3's CompleteMultipartUpload) can leave a whole
+        # archive with no metadata: never listed, but stored and billed.
+        _remove_quietly(storage, archive_name)
+        raise
     record = catalog.BackupRecord(
         id=backup_id,
         source=labels.source.name,
@@ -156,5 +162,7 @@ def write_backup(
 def _remove_quietly(storage: Storage, name: str) -> None:
     try:
         storage.remove(name)
+    except errors.NotFound:
+        pass
     except Exception as exc:  # noqa: BLE001 - the original error matters more
         log.error("backup.cleanup_failed", object=name, error=str(exc))

@@ -25,7 +25,7 @@ class Readable(Protocol):
 
 
 _END = object()
-DEPTH = 8
+DEPTH = 4  # chunks of 1 MiB per queue: enough to smooth bursts, little memory
 
 
 class BackgroundSink:

@@ -93,7 +93,7 @@ def test_concurrency_per_tier() -> None:
     ],
 )
 def test_part_buffers_by_archive_size(last_part: int, archive_gib: float, buffers_mib: int):
-    """Memory for part buffers, (concurrency + 1) x part size, as documented in docs/s3.md."""
+    """Memory for part buffers, (concurrency + 1) x part size, as documented in README.md."""
     archive = sum(s3.part_size_for(number) for number in range(1, last_part + 1))
     assert archive == archive_gib * GiB
     size = s3.part_size_for(last_part)
