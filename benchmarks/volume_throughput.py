@@ -95,7 +95,9 @@ def main() -> None:
         size = sum(path.stat().st_size for path in mountpoint.rglob("*") if path.is_file())
         subprocess.run(["tar", "-cf", "/dev/null", "-C", str(mountpoint), "."], check=True)
         host_archive = work / "host.tar.zst"
-        results: dict[str, list[float]] = {key: [] for key in ("host_b", "ops_b", "host_r", "ops_r")}
+        results: dict[str, list[float]] = {
+            key: [] for key in ("host_b", "ops_b", "host_r", "ops_r")
+        }
         peak_rss = 0
         record = None
         for index in range(arguments.repeat):
@@ -118,8 +120,17 @@ def main() -> None:
             results["host_r"].append(seconds)
             client.volumes.get(f"{name}-host-{index}").remove()
             seconds, rss, _ = timed(
-                [*opskit, "volume", "restore", name, "--from", str(backups),
-                 "--into", restored[index], "--json"]
+                [
+                    *opskit,
+                    "volume",
+                    "restore",
+                    name,
+                    "--from",
+                    str(backups),
+                    "--into",
+                    restored[index],
+                    "--json",
+                ]
             )
             results["ops_r"].append(seconds)
             peak_rss = max(peak_rss, rss)
@@ -128,14 +139,22 @@ def main() -> None:
         backup_ratio = best["ops_b"] / best["host_b"]
         restore_ratio = best["ops_r"] / best["host_r"]
         assert record is not None
-        print(f"data: {size / MIB:.0f} MiB in the volume, archive {record['size'] / MIB:.0f} MiB "
-              f"(zstd -3), transfer {record['transfer']}, best of {arguments.repeat}")
-        print(f"backup:  host tar|zstd {best['host_b']:.2f}s  opskit {best['ops_b']:.2f}s  "
-              f"ratio {backup_ratio:.2f}x (target <= 1.25x)")
-        print(f"restore: host zstd|tar {best['host_r']:.2f}s  opskit {best['ops_r']:.2f}s  "
-              f"ratio {restore_ratio:.2f}x (target <= 1.35x)")
+        print(
+            f"data: {size / MIB:.0f} MiB in the volume, archive {record['size'] / MIB:.0f} MiB "
+            f"(zstd -3), transfer {record['transfer']}, best of {arguments.repeat}"
+        )
+        print(
+            f"backup:  host tar|zstd {best['host_b']:.2f}s  opskit {best['ops_b']:.2f}s  "
+            f"ratio {backup_ratio:.2f}x (target <= 1.25x)"
+        )
+        print(
+            f"restore: host zstd|tar {best['host_r']:.2f}s  opskit {best['ops_r']:.2f}s  "
+            f"ratio {restore_ratio:.2f}x (target <= 1.35x)"
+        )
         print(f"opskit peak RSS: {peak_rss / 1e6:.0f} MB (target <= 150 MB)")
-        print("all runs: " + json.dumps({k: [round(v, 2) for v in vs] for k, vs in results.items()}))
+        print(
+            "all runs: " + json.dumps({k: [round(v, 2) for v in vs] for k, vs in results.items()})
+        )
     finally:
         for volume_name in [name, *restored]:
             try:
