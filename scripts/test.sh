@@ -6,5 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
 echo "== ruff"
 .venv/bin/ruff check opskit tests benchmarks
+echo "== mypy"
+.venv/bin/mypy opskit
 echo "== pytest"
 PATH="$PWD/.venv/bin:$PATH" .venv/bin/python -m pytest "$@"
