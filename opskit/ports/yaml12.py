@@ -192,7 +192,7 @@ class _ComposeConstructor(yaml.constructor.SafeConstructor):
         elif isinstance(node, yaml.nodes.SequenceNode):
             builder = self.construct_line_list(node)
         else:
-            plain = node.style is None
+            plain = getattr(node, "style", None) is None
             return Override(resolve_plain_scalar(node.value)[1] if plain else node.value)
         value = next(builder)
         for _ in builder:
@@ -215,26 +215,26 @@ class _ComposeConstructor(yaml.constructor.SafeConstructor):
             seen[key_node.value] = key_node
 
 
-_ComposeConstructor.add_constructor(_TAG_INT, _ComposeConstructor.construct_go_int)
-_ComposeConstructor.add_constructor(_TAG_FLOAT, _ComposeConstructor.construct_go_float)
-_ComposeConstructor.add_constructor(_TAG_BOOL, _ComposeConstructor.construct_go_bool)
-_ComposeConstructor.add_constructor(
+_ComposeConstructor.add_constructor(_TAG_INT, _ComposeConstructor.construct_go_int)  # type: ignore[type-var]
+_ComposeConstructor.add_constructor(_TAG_FLOAT, _ComposeConstructor.construct_go_float)  # type: ignore[type-var]
+_ComposeConstructor.add_constructor(_TAG_BOOL, _ComposeConstructor.construct_go_bool)  # type: ignore[type-var]
+_ComposeConstructor.add_constructor(  # type: ignore[type-var]
     "tag:yaml.org,2002:map", _ComposeConstructor.construct_line_dict
 )
-_ComposeConstructor.add_constructor(
+_ComposeConstructor.add_constructor(  # type: ignore[type-var]
     "tag:yaml.org,2002:seq", _ComposeConstructor.construct_line_list
 )
-_ComposeConstructor.add_constructor("!reset", _ComposeConstructor.construct_reset)
-_ComposeConstructor.add_constructor("!override", _ComposeConstructor.construct_override)
+_ComposeConstructor.add_constructor("!reset", _ComposeConstructor.construct_reset)  # type: ignore[type-var]
+_ComposeConstructor.add_constructor("!override", _ComposeConstructor.construct_override)  # type: ignore[type-var]
 
 
 if yaml.__with_libyaml__:
 
-    class ComposeLoader(yaml.cyaml.CParser, _ComposeConstructor, _ComposeResolver):
+    class ComposeLoader(yaml.cyaml.CParser, _ComposeConstructor, _ComposeResolver):  # type: ignore[name-defined]
         """libyaml's parser with compose's scalar rules and line-keeping containers."""
 
         def __init__(self, stream: str) -> None:
-            yaml.cyaml.CParser.__init__(self, stream)
+            yaml.cyaml.CParser.__init__(self, stream)  # type: ignore[attr-defined]
             _ComposeConstructor.__init__(self)
             _ComposeResolver.__init__(self)
 
