@@ -79,29 +79,39 @@ class BackgroundSink:
         self._thread.join(timeout=30)
 
 
-class ReadAhead:
-    """A readable that a thread fills from `stream` ahead of the reader, `depth` chunks deep."""
+class _Stopped(Exception):
+    """Raised inside a producing thread's `_put` when the consumer went away."""
 
-    def __init__(self, stream: Readable, depth: int = DEPTH) -> None:
-        self.stream = stream
+
+class _ProducingThread:
+    """A thread that runs `_produce()` and hands its chunks over through a bounded queue.
+
+    The consumer takes them with `_next()`; `close()` stops the thread, and neither side ever
+    blocks forever on the other.
+    """
+
+    thread_name = "opskit-producer"
+
+    def __init__(self, depth: int) -> None:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
-        self._buffer = memoryview(b"")
-        self._done = False
         self._error: BaseException | None = None
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="opskit-readahead", daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+
+    def _produce(self) -> None:
+        raise NotImplementedError
 
     def _run(self) -> None:
         try:
-            while not self._stopped.is_set():
-                chunk = self.stream.read(CHUNK_SIZE)
-                if not chunk:
-                    break
-                self._put(chunk)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the reader's thread
+            self._produce()
+        except _Stopped:
+            return
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer's thread
             self._error = exc
-        self._put(_END)
+        try:
+            self._put(_END)
+        except _Stopped:
+            pass
 
     def _put(self, item: object) -> None:
         while not self._stopped.is_set():
@@ -110,18 +120,40 @@ class ReadAhead:
                 return
             except queue.Full:
                 continue
-
-    def readable(self) -> bool:
-        return True
+        raise _Stopped
 
     def _next(self) -> object:
-        """The next queued chunk; the end marker once closed, so no reader blocks forever."""
+        """The next chunk, or the end marker; also the end marker once closed."""
         while True:
             try:
                 return self._queue.get(timeout=0.1)
             except queue.Empty:
                 if self._stopped.is_set():
                     return _END
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=30)
+
+
+class ReadAhead(_ProducingThread):
+    """A readable that a thread fills from `stream` ahead of the reader, `depth` chunks deep."""
+
+    thread_name = "opskit-readahead"
+
+    def __init__(self, stream: Readable, depth: int = DEPTH) -> None:
+        super().__init__(depth)
+        self.stream = stream
+        self._buffer = memoryview(b"")
+        self._done = False
+        self._thread.start()
+
+    def _produce(self) -> None:
+        while chunk := self.stream.read(CHUNK_SIZE):
+            self._put(chunk)
+
+    def readable(self) -> bool:
+        return True
 
     def read(self, size: int = -1) -> bytes:
         if size < 0:
@@ -146,16 +178,8 @@ class ReadAhead:
                 break  # return what we have rather than wait, like a socket read
         return b"".join(parts)
 
-    def close(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=30)
 
-
-class _Stopped(Exception):
-    """Raised inside a producer's `write` when the consumer went away."""
-
-
-class ProducedChunks:
+class ProducedChunks(_ProducingThread):
     """Runs `produce(sink)` in a thread and yields what it writes to `sink`, `depth` chunks ahead.
 
     Turns a push-style stage (zstandard's stream_writer, which releases the GIL where its
@@ -163,30 +187,12 @@ class ProducedChunks:
     """
 
     def __init__(self, produce: Callable[[Sink], None], depth: int = DEPTH) -> None:
-        self._produce = produce
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="opskit-producer", daemon=True)
+        super().__init__(depth)
+        self._producer = produce
         self._thread.start()
 
-    def _run(self) -> None:
-        try:
-            self._produce(self)
-        except _Stopped:
-            return
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer's thread
-            self._error = exc
-        self._put(_END)
-
-    def _put(self, item: object) -> None:
-        while not self._stopped.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-        raise _Stopped
+    def _produce(self) -> None:
+        self._producer(self)
 
     def write(self, data: bytes | memoryview) -> int:
         self._put(bytes(data))
@@ -194,13 +200,9 @@ class ProducedChunks:
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            while (item := self._queue.get()) is not _END:
+            while (item := self._next()) is not _END:
                 yield item  # type: ignore[misc]
         finally:
             self.close()
         if self._error is not None:
             raise self._error
-
-    def close(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=30)
