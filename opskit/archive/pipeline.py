@@ -206,7 +206,7 @@ def verify_digest(
     actual = stored.hash.hexdigest()
     if stored.size != expected_size or actual != expected_sha256:
         raise errors.ChecksumMismatch(
-            f"{name} does not match its recorded checksum "
+            f"{name} is corrupt: it does not match its recorded checksum "
             f"(sha256 {actual[:12]}… of {stored.size} bytes, expected {expected_sha256[:12]}… "
             f"of {expected_size} bytes)",
             "the archive was altered or truncated; restore another backup",
