@@ -68,6 +68,10 @@ class TargetInUse(OpskitError):
     """Running containers use the target and --stop-containers was not given."""
 
 
+class SwapFailed(OpskitError):
+    """A restore's final swap of old and new contents failed midway (both are kept)."""
+
+
 class StorageError(OpskitError):
     """The backup store failed (permissions, network, bucket, ...)."""
 

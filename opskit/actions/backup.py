@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 import structlog
 
 from opskit import __version__, errors
-from opskit.actions.session import Notify, containers_stopped, quiet, used_by_others
+from opskit.actions.session import (
+    Notify,
+    check_store_outside,
+    containers_stopped,
+    quiet,
+    used_by_others,
+)
 from opskit.archive import catalog
 from opskit.archive.pipeline import ArchiveWriter, ProgressCallback
 from opskit.config.schema import Config
@@ -51,6 +57,7 @@ def run_backup(
     engine = client.connect(request.docker_host)
     try:
         volume = volumes.check_source_exists(engine, source)
+        check_store_outside(engine, storage, source)
         storage.check_writable()
         users = used_by_others(engine, source)
         if users and not request.stop_containers:
@@ -117,15 +124,20 @@ def write_backup(
     backup_id = catalog.new_backup_id(catalog.source_slug(labels.source.name), created)
     archive_name = catalog.archive_name(backup_id, labels.compression)
     log.info("backup.start", source=labels.source.describe(), id=backup_id, to=storage.url)
+    writer = storage.create(archive_name)
     try:
-        with storage.create(archive_name) as writer:
-            archive = ArchiveWriter(writer, labels.compression, on_progress)
-            try:
-                data_path.export_tar(session, directory, archive.write)
-            except BaseException:
-                archive.abort()
-                raise
-            digest = archive.finish()
+        archive = ArchiveWriter(writer, labels.compression, on_progress)
+        try:
+            data_path.export_tar(session, directory, archive.write)
+        except BaseException:
+            archive.abort()
+            raise
+        digest = archive.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    try:
+        writer.commit()
     except BaseException:
         # An interrupt inside the commit (S3's CompleteMultipartUpload) can leave a whole
         # archive with no metadata: never listed, but stored and billed.

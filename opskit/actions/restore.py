@@ -11,6 +11,7 @@ A corrupt archive therefore never touches the old data.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 
@@ -19,7 +20,13 @@ import structlog
 from opskit import errors
 from opskit.actions import staging
 from opskit.actions.backup import BackupLabels, write_backup
-from opskit.actions.session import Notify, containers_stopped, quiet, used_by_others
+from opskit.actions.session import (
+    Notify,
+    check_store_outside,
+    containers_stopped,
+    quiet,
+    used_by_others,
+)
 from opskit.archive import catalog
 from opskit.archive.pipeline import ProgressCallback
 from opskit.config.schema import Config
@@ -86,17 +93,41 @@ def run_restore(
     try:
         record = catalog.find_record(storage, source.name, request.backup)
         target = volumes.DataSource.parse(request.into) if request.into else source
+        check_store_outside(engine, storage, target)
         created_target = _ensure_target(engine, target, record)
-        users = used_by_others(engine, target)
-        if users and not request.stop_containers:
-            raise errors.TargetInUse(
-                f"{target.describe()} is used by running containers "
-                f"{', '.join(user.name for user in users)}",
-                "stop them, or pass --stop-containers to stop and restart them around the restore",
-            )
-        with (
-            containers_stopped(engine, users, notify) as stopped,
-            transfer.open_transfer(engine, request.transfer) as data_path,
+        try:
+            return _restore_into(request, config, engine, storage, record, target, on_progress,
+                                 notify, created_target)  # fmt: skip
+        except BaseException:
+            if created_target:
+                _remove_created_target(engine, target)
+            raise
+    finally:
+        engine.close()
+        storage.close()
+
+
+def _restore_into(
+    request: RestoreRequest,
+    config: Config,
+    engine: client.Engine,
+    storage: Storage,
+    record: catalog.BackupRecord,
+    target: volumes.DataSource,
+    on_progress: ProgressCallback | None,
+    notify: Notify,
+    created_target: bool,
+) -> RestoreResult:
+    users = used_by_others(engine, target)
+    if users and not request.stop_containers:
+        raise errors.TargetInUse(
+            f"{target.describe()} is used by running containers "
+            f"{', '.join(user.name for user in users)}",
+            "stop them, or pass --stop-containers to stop and restart them around the restore",
+        )
+    with contextlib.ExitStack() as stack:
+        data_path = stack.enter_context(transfer.open_transfer(engine, request.transfer))
+        session = stack.enter_context(
             helper.helper_session(
                 engine,
                 request.helper_image or config.helper_image,
@@ -104,30 +135,50 @@ def run_restore(
                 staging.TARGET_MOUNT_POINT,
                 read_only=False,
                 extra_mounts=data_path.mounts(),
-            ) as session,
-        ):
-            safety = _save_current_contents(
-                session, data_path, storage, target, request.force, notify
             )
-            try:
-                staging.restore_staged(session, data_path, storage, record, on_progress)
-            except errors.OpskitError as error:
-                if safety is not None:
-                    error.message += f" (target unchanged; also saved as backup {safety.id})"
-                raise
-        return RestoreResult(
-            backup=record,
-            target=target.name,
-            target_kind=target.kind,
-            created_target=created_target,
-            replaced_contents=safety is not None,
-            safety_backup=safety,
-            restarted_containers=[ref.name for ref in stopped],
-            transfer=data_path.name,
         )
-    finally:
-        engine.close()
-        storage.close()
+        # Refuse before anything is stopped: a refusal must not touch the running app.
+        has_data = staging.target_has_data(session, target.describe())
+        if has_data and not request.force:
+            raise errors.TargetNotEmpty(
+                f"{target.describe()} is not empty",
+                "pass --force to replace its contents (they are saved first as a pre-restore "
+                "backup), or restore --into a new volume",
+            )
+        stopped = stack.enter_context(containers_stopped(engine, users, notify))
+        safety = _save_current_contents(session, data_path, storage, target, notify) if (
+            has_data
+        ) else None  # fmt: skip
+        try:
+            staging.restore_staged(session, data_path, storage, record, on_progress)
+        except errors.OpskitError as error:
+            if safety is not None and not isinstance(error, errors.SwapFailed):
+                error.message += f" (target unchanged; also saved as backup {safety.id})"
+            elif safety is not None:
+                error.message += f" (the previous contents are also in backup {safety.id})"
+            raise
+    return RestoreResult(
+        backup=record,
+        target=target.name,
+        target_kind=target.kind,
+        created_target=created_target,
+        replaced_contents=safety is not None,
+        safety_backup=safety,
+        restarted_containers=[ref.name for ref in stopped],
+        transfer=data_path.name,
+    )
+
+
+def _remove_created_target(engine: client.Engine, target: volumes.DataSource) -> None:
+    """A failed restore removes the volume or directory it created itself (best effort)."""
+    try:
+        if target.kind == "volume":
+            volumes.remove_volume(engine, target.name)
+        else:
+            os.rmdir(target.name)
+    except (errors.OpskitError, OSError) as exc:
+        log.warning("could not remove the target this restore created", target=target.name,
+                    error=str(exc))  # fmt: skip
 
 
 def _ensure_target(
@@ -155,18 +206,9 @@ def _save_current_contents(
     data_path: transfer.Transfer,
     storage: Storage,
     target: volumes.DataSource,
-    force: bool,
     notify: Notify,
-) -> catalog.BackupRecord | None:
-    """Refuse a non-empty target without `force`; with it, back the contents up first."""
-    if not staging.target_has_data(session, target.describe()):
-        return None
-    if not force:
-        raise errors.TargetNotEmpty(
-            f"{target.describe()} is not empty",
-            "pass --force to replace its contents (they are saved first as a pre-restore backup),"
-            " or restore --into a new volume",
-        )
+) -> catalog.BackupRecord:
+    """Back the target's current contents up into the same store, tagged pre-restore."""
     safety = write_backup(
         session,
         staging.TARGET_MOUNT_POINT,
@@ -176,7 +218,7 @@ def _save_current_contents(
             source=target,
             volume=None,
             compression="zstd",
-            tags=["pre-restore"],
+            tags=[catalog.SAFETY_TAG],
             stopped_containers=[],
         ),
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 
-from opskit import errors
+from opskit import errors, signals
 from opskit.engine import orphans, volumes
 from opskit.engine.client import Engine
+from opskit.storage.base import Storage
 
 # Actions never print: they hand one-line notices to the caller (the CLI prints them on stderr).
 Notify = Callable[[str], None]
@@ -32,26 +34,52 @@ def used_by_others(engine: Engine, data: volumes.DataSource) -> list[volumes.Con
     return users
 
 
+def check_store_outside(engine: Engine, storage: Storage, data: volumes.DataSource) -> None:
+    """Raise `UsageError` if a local store lies inside `data` or holds it: a backup would
+    archive itself, and a restore would wipe the store (and its own safety backup)."""
+    store = storage.local_directory()
+    data_directory = volumes.host_directory(engine, data)
+    if store is None or data_directory is None:
+        return
+    store_path, data_path = os.path.realpath(store), os.path.realpath(data_directory)
+    if _contains(store_path, data_path) or _contains(data_path, store_path):
+        raise errors.UsageError(
+            f"the backup store {store} and {data.describe()} overlap",
+            "keep backups outside the data they protect: choose another --to/--from",
+        )
+
+
+def _contains(outer: str, inner: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
 @contextlib.contextmanager
 def containers_stopped(
     engine: Engine, containers: list[volumes.ContainerRef], notify: Notify
 ) -> Iterator[list[volumes.ContainerRef]]:
-    """Stop `containers` for the block; always start them again afterwards, even on failure."""
+    """Stop `containers` for the block; always start them again afterwards, even on failure
+    or Ctrl-C (an interrupt during the restarts waits for them)."""
     stopped: list[volumes.ContainerRef] = []
     failed: list[str] = []
     try:
         if containers:
             notify(f"stopping {', '.join(ref.name for ref in containers)}")
         for ref in containers:
+            stopped.append(ref)  # first: an interrupt during the stop still restarts it
             volumes.stop_container(engine, ref)
-            stopped.append(ref)
         yield stopped
     finally:
         if stopped:
-            failed = volumes.start_containers(engine, stopped)
+            with signals.deferred():
+                failed = volumes.start_containers(engine, stopped)
             started = [ref.name for ref in stopped if ref.name not in failed]
             if started:
                 notify(f"started {', '.join(started)} again")
+            if failed:
+                notify(
+                    f"error: could not start {', '.join(failed)} again; start them by hand: "
+                    f"docker start {' '.join(failed)}"
+                )
     if failed:
         raise errors.EngineError(
             f"could not start {', '.join(failed)} again",

@@ -11,7 +11,7 @@ import secrets
 
 import structlog
 
-from opskit import errors
+from opskit import errors, signals
 from opskit.archive import catalog
 from opskit.archive.pipeline import (
     CHUNK_SIZE,
@@ -29,12 +29,45 @@ log = structlog.get_logger(__name__)
 
 TARGET_MOUNT_POINT = "/target"
 STAGING_PREFIX = ".opskit-restore-"
+# tar messages that blame the target, not the archive.
+TARGET_PROBLEMS = ("No space left", "Read-only file system", "Permission denied", "Disk quota")
 # Paths per `chown -h` call: stays far below the kernel's argument size limit.
 CHOWN_BATCH = 200
 
-# Drops staging directories that a killed restore left, then says whether anything else is there.
+OLD_PREFIX = ".opskit-old-"
+
+# The swap, by renames only, and safe to run again after a crash at any point:
+# phase 1 moves the old entries into $old (then marks it), phase 2 moves the new ones up and
+# gives the root the archive's mode and owner, and only then is $old deleted.
+# $1 is the restore's id. chown before chmod: chown clears setuid/setgid bits.
+SWAP_SCRIPT = f"""
+set -e
+cd {TARGET_MOUNT_POINT}
+staging="{STAGING_PREFIX}$1"; old="{OLD_PREFIX}$1"; marker="$old/.opskit-swap-phase2-$1"
+if [ ! -e "$marker" ]; then
+  mkdir -p "$old"
+  find . -mindepth 1 -maxdepth 1 ! -name "$staging" ! -name "$old" \\
+    -exec sh -c 'mv -- "$@" "$0"/' "$old" {{}} +
+  touch "$marker"
+fi
+if [ -d "$staging" ]; then
+  find "$staging" -mindepth 1 -maxdepth 1 -exec sh -c 'mv -- "$@" .' mover {{}} +
+  chown "$(stat -c %u:%g "$staging")" .
+  chmod "$(stat -c %a "$staging")" .
+  rmdir -- "$staging"
+fi
+rm -rf -- "$old"
+"""
+
+# Before anything else: finish a swap that a killed restore left (its data was verified),
+# drop staging directories of restores killed before their swap, then say whether the target
+# holds anything.
 PROBE_SCRIPT = f"""
 cd {TARGET_MOUNT_POINT} || exit 20
+for old in {OLD_PREFIX}*; do
+  [ -d "$old" ] || continue
+  sh -c "$1" swap "${{old#{OLD_PREFIX}}}" || exit 21
+done
 for entry in {STAGING_PREFIX}*; do [ -d "$entry" ] && rm -rf -- "$entry"; done
 for entry in .[!.]* ..?* *; do
   if [ -e "$entry" ] || [ -L "$entry" ]; then echo nonempty; exit 0; fi
@@ -42,29 +75,12 @@ done
 echo empty
 """
 
-# $1 is the staging directory. chown before chmod: chown clears setuid/setgid bits.
-SWAP_SCRIPT = f"""
-set -e
-cd {TARGET_MOUNT_POINT}
-staging="$1"
-for entry in .[!.]* ..?* *; do
-  [ -e "$entry" ] || [ -L "$entry" ] || continue
-  [ "$entry" = "$staging" ] && continue
-  rm -rf -- "$entry"
-done
-for entry in "$staging"/.[!.]* "$staging"/..?* "$staging"/*; do
-  [ -e "$entry" ] || [ -L "$entry" ] || continue
-  mv -- "$entry" .
-done
-chown "$(stat -c %u:%g "$staging")" .
-chmod "$(stat -c %a "$staging")" .
-rmdir -- "$staging"
-"""
-
 
 def target_has_data(session: helper.HelperSession, what: str) -> bool:
     """Return whether the mounted target holds anything (stale staging directories aside)."""
-    probe = session.run_checked(["sh", "-c", PROBE_SCRIPT], f"inspecting {what}")
+    probe = session.run_checked(
+        ["sh", "-c", PROBE_SCRIPT, "probe", SWAP_SCRIPT], f"inspecting {what}"
+    )
     return "nonempty" in probe.output
 
 
@@ -75,9 +91,13 @@ def restore_staged(
     record: catalog.BackupRecord,
     on_progress: ProgressCallback | None,
 ) -> None:
-    """Unpack `record` into a staging directory, verify it, and swap it into place."""
-    staging = f"{STAGING_PREFIX}{secrets.token_hex(4)}"
-    staging_path = f"{TARGET_MOUNT_POINT}/{staging}"
+    """Unpack `record` into a staging directory, verify it, and swap it into place.
+
+    Raise `SwapFailed` if the swap itself fails (the target may then be mixed); any other
+    error means the target was not touched.
+    """
+    restore_id = secrets.token_hex(4)
+    staging_path = f"{TARGET_MOUNT_POINT}/{STAGING_PREFIX}{restore_id}"
     session.run_checked(["mkdir", staging_path], "creating a staging directory in the target")
     try:
         watcher = _unpack_verified(session, data_path, storage, record, staging_path, on_progress)
@@ -85,9 +105,16 @@ def restore_staged(
     except BaseException:
         _remove_staging(session, staging_path)
         raise
-    session.run_checked(
-        ["sh", "-c", SWAP_SCRIPT, "swap", staging], "replacing the target's contents"
-    )
+    # Renames only, but a stop halfway would leave old and new mixed: signals wait for it.
+    with signals.deferred():
+        result = session.run(["sh", "-c", SWAP_SCRIPT, "swap", restore_id])
+    if result.exit_code != 0:
+        raise errors.SwapFailed(
+            f"replacing the target's contents failed: {result.last_line()}",
+            "the verified new contents and the old ones are kept in the target's "
+            f"{STAGING_PREFIX}{restore_id} and {OLD_PREFIX}{restore_id}; the next "
+            "restore into it finishes the swap",
+        )
     log.info("restore.done", id=record.id)
 
 
@@ -106,10 +133,12 @@ def _unpack_verified(
         watcher = TarWatcher(chunks)
         try:
             data_path.import_tar(session, staging_path, watcher)
-        except errors.HelperFailed:
-            # tar choked: a damaged archive is the likely cause, and then the checksum
-            # says so more clearly than "tar: short read".
+        except errors.HelperFailed as failure:
             _stop(chunks, read_ahead)
+            if any(reason in str(failure) for reason in TARGET_PROBLEMS):
+                raise  # the target's fault: no need to read the rest of the archive
+            # Otherwise a damaged archive is the likely cause, and then the checksum says so
+            # more clearly than "tar: short read".
             while stored.read(CHUNK_SIZE):
                 pass
             verify_digest(stored, record.sha256, record.size, record.archive)

@@ -19,11 +19,12 @@ import structlog
 
 from opskit import errors
 from opskit.archive.pipeline import SUFFIXES
-from opskit.storage.base import Storage
+from opskit.storage.base import Storage, check_name
 
 log = structlog.get_logger(__name__)
 
 METADATA_SUFFIX = ".json"
+SAFETY_TAG = "pre-restore"  # the tag of the backup a forced restore takes of what it replaces
 FORMAT_VERSION = 1
 
 
@@ -57,6 +58,22 @@ class BackupRecord:
     def from_dict(cls, data: dict[str, Any]) -> BackupRecord:
         known = {item.name for item in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def parse_record(data: object) -> BackupRecord:
+    """Return the record in a metadata document. Raise ValueError if it is not a valid one."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    record = BackupRecord.from_dict(data)
+    for name in ("id", "source", "kind", "created", "sha256", "compression", "archive"):
+        if not isinstance(getattr(record, name), str):
+            raise ValueError(f"{name} is not a string")
+    if not isinstance(record.size, int) or record.compression not in SUFFIXES:
+        raise ValueError("bad size or compression")
+    if not isinstance(record.tags, list) or not all(isinstance(tag, str) for tag in record.tags):
+        raise ValueError("tags is not a list of strings")
+    check_name(record.archive)
+    return record
 
 
 def utc_now() -> datetime:
@@ -106,9 +123,7 @@ def list_records(storage: Storage, source: str | None = None) -> list[BackupReco
             continue
         try:
             data = json.loads(storage.read_bytes(info.name))
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-            record = BackupRecord.from_dict(data)
+            record = parse_record(data)
         except errors.NotFound:
             continue  # removed while we listed
         except (ValueError, TypeError) as exc:
@@ -130,7 +145,10 @@ def find_record(storage: Storage, source: str, backup_id: str = "latest") -> Bac
                 f"no backups of {source} in {storage.url}",
                 "check the source name and --from (opskit volume list --from ...)",
             )
-        return records[-1]
+        # A restore's own safety copy is not what "latest" means: running the same restore
+        # twice must not bring back the state the first one replaced.
+        chosen = [record for record in records if SAFETY_TAG not in record.tags] or records
+        return chosen[-1]
     for record in records:
         if record.id == backup_id:
             return record

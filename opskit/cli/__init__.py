@@ -6,15 +6,17 @@ message on stderr and an exit code, and where Ctrl-C / SIGTERM become `Interrupt
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Annotated, NoReturn
 
+import structlog
 import typer
 
-from opskit import __version__, errors
+from opskit import __version__, errors, signals
 from opskit.cli import ports, volume
 from opskit.log import configure_logging
+
+log = structlog.get_logger(__name__)
 
 app = typer.Typer(
     name="opskit",
@@ -56,20 +58,16 @@ def root(
     configure_logging(verbose, log_json)
 
 
-def _raise_interrupted(signum: int, frame: object) -> NoReturn:
-    raise errors.Interrupted(signal.Signals(signum).name)
-
-
 def main() -> None:
     """Run the CLI; turn opskit errors into one line on stderr and an exit code.
 
     Typer's standalone mode handles usage errors (exit 2) and --help; everything of ours
     surfaces here as an `OpskitError` or `Interrupted`.
     """
-    # Ctrl-C and SIGTERM (systemd stop, timeouts) both unwind through `finally` blocks,
-    # which remove helper containers, abort uploads and restart stopped containers.
-    signal.signal(signal.SIGINT, _raise_interrupted)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    # Ctrl-C, SIGTERM (systemd stop, timeouts) and SIGHUP (a dropped SSH session) unwind
+    # through `finally` blocks, which remove helper containers, abort uploads and restart
+    # stopped containers.
+    signals.install()
     configure_logging(0)
     try:
         app()
@@ -79,6 +77,13 @@ def main() -> None:
         _fail(
             f"interrupted by {interrupted.signal_name}; cleaned up, nothing was half-written",
             interrupted.exit_code,
+        )
+    except Exception as bug:  # noqa: BLE001 - the last resort: never a traceback for users
+        log.debug("internal error", exc_info=True)  # the traceback, with -vv only
+        _fail(
+            f"internal error: {type(bug).__name__}: {bug} (run with -vv for details, and "
+            "please report it)",
+            errors.EXIT_FAILURE,
         )
 
 

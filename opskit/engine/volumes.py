@@ -41,6 +41,7 @@ class VolumeInfo:
     name: str
     driver: str
     labels: dict[str, str] = field(default_factory=dict)
+    mountpoint: str = ""  # on the engine's host
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,23 @@ def create_volume(engine: Engine, name: str, labels: dict[str, str] | None = Non
         engine.client.volumes.create(name=name, labels=labels or {})
     log.info("volume.created", volume=name)
     return inspect_volume(engine, name)
+
+
+def remove_volume(engine: Engine, name: str) -> None:
+    with translated_errors(f"removing volume {name}"):
+        engine.client.volumes.get(name).remove()
+
+
+def host_directory(engine: Engine, data: DataSource) -> str | None:
+    """The directory on this machine that holds `data`'s files, if the engine shares our
+    filesystem and we can tell (bind paths; volumes of the local driver)."""
+    if not engine.shares_filesystem:
+        return None
+    if data.kind == "path":
+        return data.name
+    if not volume_exists(engine, data.name):
+        return None
+    return inspect_volume(engine, data.name).mountpoint or None
 
 
 def check_source_exists(engine: Engine, source: DataSource) -> VolumeInfo | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 
@@ -98,6 +99,10 @@ class Storage(abc.ABC):
         """Store a small object atomically."""
         with self.create(name) as writer:
             writer.write(data)
+
+    def local_directory(self) -> Path | None:
+        """The directory on this machine holding the objects, if there is one."""
+        return None
 
     def close(self) -> None:
         """Release connections; the default has none."""

@@ -39,8 +39,10 @@ class LocalObjectWriter(ObjectWriter):
             f"{PARTIAL_PREFIX}{owner}+{secrets.token_hex(4)}-{final_path.name}"
         )
         try:
-            final_path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: BinaryIO | None = open(self.temp_path, "xb")  # noqa: SIM115
+            final_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # 0600: backups hold databases and secrets; only their owner may read them.
+            descriptor = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self._file: BinaryIO | None = os.fdopen(descriptor, "wb")
         except OSError as exc:
             raise classify_os_error(exc, f"creating {self.temp_path}") from exc
 
@@ -64,6 +66,9 @@ class LocalObjectWriter(ObjectWriter):
         except OSError as exc:
             self.abort()
             raise classify_os_error(exc, f"writing {self.final_path}") from exc
+        except BaseException:  # Ctrl-C during a long fsync: no partial file stays behind
+            self.abort()
+            raise
 
     def abort(self) -> None:
         if self._file is not None:
@@ -140,9 +145,12 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise classify_os_error(exc, f"removing {path}") from exc
 
+    def local_directory(self) -> Path | None:
+        return self.root
+
     def check_writable(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise errors.StorageError(
                 f"cannot create backup directory {self.root} ({exc.strerror})",

@@ -1,0 +1,48 @@
+"""Ctrl-C, SIGTERM and SIGHUP become `Interrupted`, except inside a section that must finish.
+
+The CLI installs `handle` for the three signals. Code that must not stop halfway (the restore's
+swap of old and new contents) runs under `deferred()`: a signal arriving then is remembered and
+raised as soon as the section is over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+
+from opskit import errors
+
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+_depth = 0
+_pending: str | None = None
+
+
+def handle(signum: int, frame: object) -> None:
+    """The signal handler: raise `Interrupted`, or remember it while a section is deferred."""
+    global _pending
+    name = signal.Signals(signum).name
+    if _depth:
+        _pending = name
+        return
+    raise errors.Interrupted(name)
+
+
+def install() -> None:
+    for signum in HANDLED:
+        signal.signal(signum, handle)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Run the block to its end even if a signal arrives; raise `Interrupted` after it."""
+    global _depth, _pending
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+    if _depth == 0 and _pending is not None:
+        name, _pending = _pending, None
+        raise errors.Interrupted(name)
