@@ -30,6 +30,7 @@ import structlog
 from opskit import errors
 from opskit.engine.client import Engine, translated_errors
 from opskit.engine.helper import HelperSession, RunningExec
+from opskit.process_owner import owner_is_alive, owner_label
 
 log = structlog.get_logger(__name__)
 
@@ -88,13 +89,24 @@ def open_transfer(engine: Engine, mode: str = "auto") -> Iterator[Transfer]:
 
 
 def _make_io_directory() -> Path:
+    """A private directory for this run's FIFOs, named after its owner so that a later run can
+    remove it if this one is killed."""
+    prefix = f"io-{owner_label().replace(':', '+')}+"
     for parent in IO_PARENT_CANDIDATES:
         try:
             parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            return Path(tempfile.mkdtemp(prefix="io-", dir=parent))
+            _remove_orphaned_io_directories(parent)
+            return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         except OSError:
             continue
-    return Path(tempfile.mkdtemp(prefix="opskit-io-"))
+    return Path(tempfile.mkdtemp(prefix="opskit-" + prefix))
+
+
+def _remove_orphaned_io_directories(parent: Path) -> None:
+    for directory in parent.glob("io-*+*+*+*"):
+        owner = ":".join(directory.name[len("io-") :].split("+", 3)[:3])
+        if not owner_is_alive(owner):
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 class FifoTransfer(Transfer):

@@ -27,7 +27,10 @@ class DataSource:
     def parse(cls, text: str) -> DataSource:
         """Text with a `/` (or a leading `.`/`~`) is a host path, made absolute; else a volume."""
         if "/" in text or text.startswith((".", "~")):
-            return cls("path", os.path.abspath(os.path.expanduser(text)))
+            path = os.path.abspath(os.path.expanduser(text))
+            if path == "/":
+                raise errors.UsageError("refusing / as a data path", "name a directory below it")
+            return cls("path", path)
         if not text:
             raise errors.UsageError("empty volume name")
         return cls("volume", text)

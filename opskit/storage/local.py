@@ -132,7 +132,10 @@ class LocalStorage(Storage):
                         continue
                     name = file_name if relative == "." else f"{relative}/{file_name}"
                     if name.startswith(prefix):
-                        size = os.lstat(os.path.join(directory, file_name)).st_size
+                        try:
+                            size = os.lstat(os.path.join(directory, file_name)).st_size
+                        except FileNotFoundError:
+                            continue  # removed while we listed
                         found.append(ObjectInfo(name=name, size=size))
         except OSError as exc:
             raise classify_os_error(exc, f"listing {self.root}") from exc

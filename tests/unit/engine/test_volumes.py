@@ -22,7 +22,6 @@ def test_a_name_without_slash_is_a_volume(text):
         ("/srv/app/uploads/", "/srv/app/uploads"),
         ("/srv//app/./uploads", "/srv/app/uploads"),
         ("/srv/app data", "/srv/app data"),
-        ("/", "/"),
     ],
 )
 def test_an_absolute_path_is_a_normalised_path(text, path):
@@ -52,3 +51,8 @@ def test_an_empty_name_is_a_usage_error():
 def test_describe_says_what_it_is():
     assert DataSource.parse("pgdata").describe() == "volume pgdata"
     assert DataSource.parse("/srv/x").describe() == "path /srv/x"
+
+
+def test_the_root_directory_is_refused_as_a_data_path():
+    with pytest.raises(errors.UsageError, match="refusing /"):
+        DataSource.parse("/")
