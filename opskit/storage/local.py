@@ -15,6 +15,7 @@ from opskit.storage.base import ObjectInfo, ObjectWriter, Storage, check_name
 
 # Temp files start with this, so `list` never shows them and a crash's leftovers are recognisable.
 PARTIAL_PREFIX = ".opskit-partial-"
+SYNC_EVERY = 64 << 20
 
 
 def classify_os_error(exc: OSError, what: str) -> errors.OpskitError:
@@ -43,13 +44,22 @@ class LocalObjectWriter(ObjectWriter):
             # 0600: backups hold databases and secrets; only their owner may read them.
             descriptor = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             self._file: BinaryIO | None = os.fdopen(descriptor, "wb")
+            self._unsynced = 0
         except OSError as exc:
             raise classify_os_error(exc, f"creating {self.temp_path}") from exc
 
     def write(self, data: bytes | memoryview) -> int:
         assert self._file is not None, "write after commit or abort"
         try:
-            return self._file.write(data)
+            written = self._file.write(data)
+            self._unsynced += written
+            if self._unsynced >= SYNC_EVERY:
+                # Flush as we go (this runs in the pipeline's writer thread, beside the
+                # compressor), so the fsync at commit has little left to do.
+                self._file.flush()
+                os.fdatasync(self._file.fileno())
+                self._unsynced = 0
+            return written
         except OSError as exc:
             self.abort()
             raise classify_os_error(exc, f"writing {self.final_path}") from exc
