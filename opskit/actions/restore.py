@@ -81,9 +81,11 @@ def run_restore(
     config: Config,
     on_progress: ProgressCallback | None = None,
     notify: Notify = quiet,
+    on_total: ProgressCallback | None = None,
 ) -> RestoreResult:
     """Given a request, restore the chosen backup into the target. Return what was done.
 
+    `on_progress` is called with the stored bytes read, `on_total` once with their total.
     Raise `NotFound` (no such backup), `TargetNotEmpty`, `TargetInUse`, `ChecksumMismatch`,
     `ArchiveCorrupt`, `HelperFailed`. On any failure the target keeps its previous contents.
     """
@@ -92,6 +94,8 @@ def run_restore(
     engine = client.connect(request.docker_host)
     try:
         record = catalog.find_record(storage, source.name, request.backup)
+        if on_total is not None:
+            on_total(record.size)  # progress counts the archive's stored bytes
         target = volumes.DataSource.parse(request.into) if request.into else source
         check_store_outside(engine, storage, target)
         created_target = _ensure_target(engine, target, record)

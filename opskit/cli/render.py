@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
@@ -13,6 +13,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TransferSpeedColumn,
@@ -42,16 +43,30 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
-@contextlib.contextmanager
-def progress_bar(
-    description: str, total: int | None, enabled: bool
-) -> Iterator[Callable[[int], None] | None]:
-    """Yield a callback that advances a bar by n bytes, or None when no bar should show.
+class Bar:
+    """A progress bar's two callbacks: `advance(bytes)` and `set_total(bytes)`."""
 
-    A bar shows only when stdout is a terminal and the output is not JSON.
-    """
+    def __init__(self, progress: Progress | None, task: TaskID | None) -> None:
+        self.progress, self.task = progress, task
+
+    def advance(self, amount: int) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.advance(self.task, amount)
+
+    def set_total(self, total: int) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, total=total)
+
+    @property
+    def shown(self) -> bool:
+        return self.progress is not None
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, enabled: bool) -> Iterator[Bar]:
+    """Yield a `Bar`; it draws only when stdout is a terminal and the output is not JSON."""
     if not enabled or not sys.stdout.isatty():
-        yield None
+        yield Bar(None, None)
         return
     with Progress(
         TextColumn("{task.description}"),
@@ -62,5 +77,4 @@ def progress_bar(
         console=stderr,
         transient=True,
     ) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda amount: progress.advance(task, amount)
+        yield Bar(progress, progress.add_task(description, total=None))

@@ -122,8 +122,10 @@ def backup(
         helper_image=helper_image,
         docker_host=docker_host,
     )
-    with render.progress_bar(f"backup {source}", None, enabled=not json_output) as on_progress:
-        record = run_backup(request, config, on_progress=on_progress, notify=render.notice)
+    with render.progress_bar(f"backup {source}", enabled=not json_output) as bar:
+        record = run_backup(
+            request, config, on_progress=bar.advance if bar.shown else None, notify=render.notice
+        )
     if json_output:
         render.print_json(record.to_dict())
         return
@@ -245,8 +247,14 @@ def restore(
         helper_image=helper_image,
         docker_host=docker_host,
     )
-    with render.progress_bar(f"restore {source}", None, enabled=not json_output) as on_progress:
-        result = run_restore(request, config, on_progress=on_progress, notify=render.notice)
+    with render.progress_bar(f"restore {source}", enabled=not json_output) as bar:
+        result = run_restore(
+            request,
+            config,
+            on_progress=bar.advance if bar.shown else None,
+            notify=render.notice,
+            on_total=bar.set_total if bar.shown else None,
+        )
     if json_output:
         render.print_json(result.to_dict())
         return
