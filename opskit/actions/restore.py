@@ -1,12 +1,12 @@
 """`volume restore`: unpack a backup into a volume or bind path, safely.
 
 The order is what makes it safe at 3 a.m.:
-1. refuse a non-empty target without --force, and a target in use without --stop-containers;
-2. with --force, first save the current contents as a `pre-restore` backup in the same store;
-3. unpack into a hidden staging directory inside the target while checking the archive's sha256;
-4. only when tar succeeded and the checksum matched, swap: remove the old contents, move the new
-   ones up, and give the target root the archive's mode and owner.
-A corrupt archive therefore never touches the old data.
+1. refuse a target in use without --stop-containers, and a non-empty one without --force,
+   before anything is stopped;
+2. stop the users; with --force, save the current contents as a `pre-restore` backup first;
+3. unpack into a hidden staging directory inside the target while checking the archive's sha256
+   (staging.py); a corrupt archive stops here and never touches the old data;
+4. swap by renames, signals held off, and start the stopped containers again whatever happened.
 """
 
 from __future__ import annotations
