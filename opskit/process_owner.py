@@ -36,6 +36,17 @@ def owner_label() -> str:
     return f"{_host()}:{pid}:{process_start_ticks(pid)}"
 
 
+def owner_token() -> str:
+    """This process's owner label for use in a file name: `host+pid+start-ticks`."""
+    return owner_label().replace(":", "+")
+
+
+def owner_in_name(name_part: str) -> str:
+    """The owner label at the start of `name_part` (`host+pid+ticks+rest`), or '' if none."""
+    parts = name_part.split("+", 3)
+    return ":".join(parts[:3]) if len(parts) == 4 else ""
+
+
 def owner_is_alive(label: str) -> bool:
     """Whether the owner named by `label` still runs. Unknown and other hosts' owners count as
     alive: never remove what might be in use."""

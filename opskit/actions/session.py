@@ -41,16 +41,11 @@ def check_store_outside(engine: Engine, storage: Storage, data: volumes.DataSour
     data_directory = volumes.host_directory(engine, data)
     if store is None or data_directory is None:
         return
-    store_path, data_path = os.path.realpath(store), os.path.realpath(data_directory)
-    if _contains(store_path, data_path) or _contains(data_path, store_path):
+    if volumes.paths_overlap(os.path.realpath(store), os.path.realpath(data_directory)):
         raise errors.UsageError(
             f"the backup store {store} and {data.describe()} overlap",
             "keep backups outside the data they protect: choose another --to/--from",
         )
-
-
-def _contains(outer: str, inner: str) -> bool:
-    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
 
 
 @contextlib.contextmanager

@@ -148,11 +148,3 @@ def _parse_pax(content: bytes) -> dict[str, str]:
             records[key.decode()] = value.decode("utf-8", "surrogateescape")
         position += length
     return records
-
-
-def parse_root_header(block: bytes) -> RootEntry | None:
-    """Return the root directory entry of a 512-byte tar header block, else None."""
-    watcher = TarWatcher([block])
-    for _ in watcher:
-        pass
-    return watcher.root

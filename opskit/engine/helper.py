@@ -20,6 +20,7 @@ from opskit import errors
 from opskit.engine import orphans
 from opskit.engine.client import Engine, translated_errors
 from opskit.engine.volumes import HELPER_LABEL, DataSource
+from opskit.process_owner import owner_label
 
 log = structlog.get_logger(__name__)
 
@@ -146,7 +147,7 @@ def helper_session(
                     entrypoint=IDLE_COMMAND,
                     command=[],
                     mounts=mounts,
-                    labels={HELPER_LABEL: "1", orphans.OWNER_LABEL: orphans.owner_label()},
+                    labels={HELPER_LABEL: "1", orphans.OWNER_LABEL: owner_label()},
                     network_mode="none",
                     user="0:0",
                     detach=True,

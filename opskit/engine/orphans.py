@@ -12,7 +12,7 @@ import structlog
 
 from opskit.engine.client import Engine, translated_errors
 from opskit.engine.volumes import HELPER_LABEL
-from opskit.process_owner import owner_is_alive, owner_label
+from opskit.process_owner import owner_is_alive
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +41,3 @@ def remove_orphaned_helpers(engine: Engine) -> list[str]:
                 "could not remove an orphaned helper", container=summary["Id"][:12], error=str(exc)
             )
     return removed
-
-
-__all__ = ["OWNER_LABEL", "owner_label", "remove_orphaned_helpers"]

@@ -30,7 +30,7 @@ import structlog
 from opskit import errors
 from opskit.engine.client import Engine, translated_errors
 from opskit.engine.helper import HelperSession, RunningExec
-from opskit.process_owner import owner_is_alive, owner_label
+from opskit.process_owner import owner_in_name, owner_is_alive, owner_token
 
 log = structlog.get_logger(__name__)
 
@@ -91,7 +91,7 @@ def open_transfer(engine: Engine, mode: str = "auto") -> Iterator[Transfer]:
 def _make_io_directory() -> Path:
     """A private directory for this run's FIFOs, named after its owner so that a later run can
     remove it if this one is killed."""
-    prefix = f"io-{owner_label().replace(':', '+')}+"
+    prefix = f"io-{owner_token()}+"
     for parent in IO_PARENT_CANDIDATES:
         try:
             parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -104,8 +104,8 @@ def _make_io_directory() -> Path:
 
 def _remove_orphaned_io_directories(parent: Path) -> None:
     for directory in parent.glob("io-*+*+*+*"):
-        owner = ":".join(directory.name[len("io-") :].split("+", 3)[:3])
-        if not owner_is_alive(owner):
+        owner = owner_in_name(directory.name[len("io-") :])
+        if owner and not owner_is_alive(owner):
             shutil.rmtree(directory, ignore_errors=True)
 
 

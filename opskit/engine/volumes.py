@@ -140,9 +140,16 @@ def _mount_uses(mount: dict, source: DataSource) -> bool:
         return mount.get("Type") == "volume" and mount.get("Name") == source.name
     if mount.get("Type") != "bind":
         return False
-    mounted = os.path.normpath(mount.get("Source", ""))
-    wanted = os.path.normpath(source.name)
-    return mounted == wanted or mounted.startswith(wanted + "/") or wanted.startswith(mounted + "/")
+    return paths_overlap(os.path.normpath(mount.get("Source", "")), os.path.normpath(source.name))
+
+
+def paths_overlap(first: str, second: str) -> bool:
+    """Whether two absolute paths are the same directory or one lies inside the other."""
+
+    def contains(outer: str, inner: str) -> bool:
+        return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+    return contains(first, second) or contains(second, first)
 
 
 def stop_container(engine: Engine, ref: ContainerRef) -> None:

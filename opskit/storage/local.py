@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from opskit import errors
-from opskit.process_owner import owner_is_alive, owner_label
+from opskit.process_owner import owner_in_name, owner_is_alive, owner_token
 from opskit.storage.base import ObjectInfo, ObjectWriter, Storage, check_name
 
 # Temp files start with this, so `list` never shows them and a crash's leftovers are recognisable.
@@ -35,9 +35,8 @@ class LocalObjectWriter(ObjectWriter):
     def __init__(self, final_path: Path) -> None:
         self.final_path = final_path
         # The owner in the name lets a later run remove this file if we are killed.
-        owner = owner_label().replace(":", "+")
         self.temp_path = final_path.with_name(
-            f"{PARTIAL_PREFIX}{owner}+{secrets.token_hex(4)}-{final_path.name}"
+            f"{PARTIAL_PREFIX}{owner_token()}+{secrets.token_hex(4)}-{final_path.name}"
         )
         try:
             final_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -179,6 +178,6 @@ class LocalStorage(Storage):
         """Remove partial files whose writer died (SIGKILL, power loss): they are never listed,
         but they hold disk space."""
         for path in self.root.glob(f"{PARTIAL_PREFIX}*"):
-            parts = path.name[len(PARTIAL_PREFIX) :].split("+", 3)  # host+pid+ticks+rest
-            if len(parts) == 4 and not owner_is_alive(":".join(parts[:3])):
+            owner = owner_in_name(path.name[len(PARTIAL_PREFIX) :])
+            if owner and not owner_is_alive(owner):
                 path.unlink(missing_ok=True)

@@ -8,7 +8,15 @@ import tarfile
 
 import pytest
 
-from opskit.archive.tar_root import BLOCK, RootEntry, TarWatcher, parse_root_header
+from opskit.archive.tar_root import BLOCK, RootEntry, TarWatcher
+
+
+def parse_root_header(block: bytes) -> RootEntry | None:
+    """The root entry a watcher finds in one header block."""
+    watcher = TarWatcher([block])
+    for _ in watcher:
+        pass
+    return watcher.root
 
 
 def _tar(*members: tuple[str, int, int, int, bytes | None]) -> bytes:
