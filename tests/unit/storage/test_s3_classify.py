@@ -7,9 +7,10 @@ import botocore.exceptions
 import pytest
 
 from opskit import errors
-from opskit.storage import s3
+from opskit.storage.s3 import failures as s3
+from opskit.storage.s3 import parse_s3_url
 
-WHERE = s3._Where(
+WHERE = s3.Where(
     bucket="ops-backups",
     endpoint="https://s3.eu-west-1.amazonaws.com",
     key="docker/pgdata/20260101T000000Z.tar.zst",
@@ -128,8 +129,8 @@ def test_opskit_errors_pass_through_unchanged() -> None:
 
 
 def test_parse_s3_url() -> None:
-    assert s3.parse_s3_url("s3://bucket/a/b/") == ("bucket", "a/b")
-    assert s3.parse_s3_url("s3://bucket") == ("bucket", "")
+    assert parse_s3_url("s3://bucket/a/b/") == ("bucket", "a/b")
+    assert parse_s3_url("s3://bucket") == ("bucket", "")
     for bad in ["s3://", "s3:///prefix", "/local/path"]:
         with pytest.raises(errors.UsageError):
-            s3.parse_s3_url(bad)
+            parse_s3_url(bad)
