@@ -5,7 +5,10 @@ a child process whose peak RSS is read from `wait4` (moto_server keeps every obj
 memory: its RSS is not opskit's and is not counted):
 
   storage  streaming --size bytes through `S3Storage.create()` in 1 MiB writes (the raw
-           multipart writer, no Docker, no compression), then reading it back through `open()`
+           multipart writer, no Docker, no compression), then reading it back through `open()`;
+           with --assembled-after N, parts after the N-th are assembled by server-side copy
+           (as the default plan does after part 2000, past 9.8 GiB; here in parts of 100 MiB
+           instead of 1 GiB), so a 1 GiB run measures the memory of a far larger archive
   cli      `opskit volume backup VOL --to s3://bucket/prefix --json` of a volume holding
            --size bytes of random data (incompressible: the archive is as large as the data),
            then `opskit volume restore VOL --from s3://... --into NEW --json`
@@ -39,7 +42,7 @@ from pathlib import Path
 import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from opskit.storage import s3 as s3_storage  # noqa: E402 - after the path is set
+from opskit.storage.s3.plan import PartPlan, concurrency_for  # noqa: E402 - after the path
 
 MIB = 1 << 20
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -50,16 +53,23 @@ STORAGE_SCRIPT = textwrap.dedent(
     import hashlib, json, os, sys, time
     from opskit.config.targets import TargetConfig
     from opskit.log import configure_logging
-    from opskit.storage import s3
+    from opskit.storage.s3 import S3Storage
+    from opskit.storage.s3.plan import MAX_PARTS, PartPlan, concurrency_for
 
     configure_logging(0)
     url, size, part_size, concurrency = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    assembled_after = int(sys.argv[5])
     target = TargetConfig(
         url=url,
         part_size=int(part_size) if part_size != "default" else None,
         max_concurrency=int(concurrency) if concurrency != "default" else None,
     )
-    storage = s3.S3Storage.from_target(target)
+    storage = S3Storage.from_target(target)
+    if assembled_after:  # the default plan's shape, scaled down: 100 MiB assembled parts
+        piece = storage.plan.piece_size
+        storage.plan = PartPlan(
+            piece, ((assembled_after, piece), (MAX_PARTS - assembled_after, 20 * piece))
+        )
     block = os.urandom(16 * 1024 * 1024)  # repeated: generating 1 GiB of randomness costs more
     view = memoryview(block)
     start = time.perf_counter()
@@ -71,7 +81,7 @@ STORAGE_SCRIPT = textwrap.dedent(
                     break
                 piece = view[offset : offset + min(1024 * 1024, size - written)]
                 written += writer.write(piece)
-        parts = writer._part_number
+    parts = writer._parts_closed  # after commit: the last part counts too
     upload = time.perf_counter() - start
     start = time.perf_counter()
     digest = hashlib.sha256()
@@ -80,9 +90,10 @@ STORAGE_SCRIPT = textwrap.dedent(
             digest.update(chunk)
     download = time.perf_counter() - start
     print(json.dumps({"bytes": written, "upload_s": upload, "download_s": download,
-                      "parts": parts, "first_part_size": s3.part_size_for(1, target.part_size),
-                      "concurrency": s3.concurrency_for(s3.part_size_for(1, target.part_size),
-                                                        target.max_concurrency)}))
+                      "parts": parts, "piece_size": storage.plan.piece_size,
+                      "assembled_part_size": storage.plan.part_size(MAX_PARTS),
+                      "concurrency": concurrency_for(storage.plan.piece_size,
+                                                     target.max_concurrency)}))
     """
 )
 
@@ -140,7 +151,7 @@ def parse_size(text: str) -> int:
     return int(float(number) * units[unit])
 
 
-def bench_storage(env, bucket, size, part_size, concurrency) -> dict:
+def bench_storage(env, bucket, size, part_size, concurrency, assembled_after) -> dict:
     elapsed, rss, stdout, cpu = run_measured(
         [
             sys.executable,
@@ -150,6 +161,7 @@ def bench_storage(env, bucket, size, part_size, concurrency) -> dict:
             str(size),
             part_size,
             concurrency,
+            str(assembled_after),
         ],
         env,
     )
@@ -160,9 +172,11 @@ def bench_storage(env, bucket, size, part_size, concurrency) -> dict:
         "upload_mb_s": result["bytes"] / result["upload_s"] / 1e6,
         "download_mb_s": result["bytes"] / result["download_s"] / 1e6,
         "peak_rss_mib": rss,
-        "part_size_mib": result["first_part_size"] / MIB,
+        "part_size_mib": result["piece_size"] / MIB,
         "concurrency": result["concurrency"],
         "parts": result["parts"],
+        "assembled_after": assembled_after,
+        "assembled_part_size_mib": result["assembled_part_size"] / MIB,
         "process_s": elapsed,
         "cpu_s": cpu,
     }
@@ -209,8 +223,8 @@ def bench_cli(env, bucket, size) -> dict:
             "download_mb_s": record["size"] / restore_s / 1e6,
             "peak_rss_mib": backup_rss,
             "restore_peak_rss_mib": restore_rss,
-            "part_size_mib": s3_storage.DEFAULT_PART_SIZE / MIB,  # the defaults
-            "concurrency": s3_storage.concurrency_for(s3_storage.DEFAULT_PART_SIZE),
+            "part_size_mib": PartPlan.default().piece_size / MIB,  # the defaults
+            "concurrency": concurrency_for(PartPlan.default().piece_size),
             "parts": parts,
             "process_s": backup_s,
             "cpu_s": backup_cpu,
@@ -229,6 +243,13 @@ def main() -> None:
     parser.add_argument("--mode", choices=["storage", "cli", "all"], default="all")
     parser.add_argument("--part-size", default="default", help="bytes, storage mode only")
     parser.add_argument("--concurrency", default="default", help="storage mode only")
+    parser.add_argument(
+        "--assembled-after",
+        type=int,
+        default=0,
+        help="storage mode only: assemble parts (server-side copy) after this many direct "
+        "parts instead of 2000, to measure memory of archives above 9.8 GiB on a small run",
+    )
     arguments = parser.parse_args()
     size = parse_size(arguments.size)
 
@@ -251,7 +272,14 @@ def main() -> None:
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
         if arguments.mode in ("storage", "all"):
             results.append(
-                bench_storage(env, bucket, size, arguments.part_size, arguments.concurrency)
+                bench_storage(
+                    env,
+                    bucket,
+                    size,
+                    arguments.part_size,
+                    arguments.concurrency,
+                    arguments.assembled_after,
+                )
             )
         if arguments.mode in ("cli", "all"):
             results.append(bench_cli(env, bucket, size))
@@ -272,6 +300,12 @@ def main() -> None:
             + (f", peak RSS {restore_rss:5.1f} MiB" if restore_rss else "")
             + f"  part {result['part_size_mib']:.0f} MiB x {result['concurrency']} in flight, "
             f"{result['parts']} parts, {result['cpu_s']:.1f} CPU s"
+            + (
+                f", parts from {result['assembled_after'] + 1} assembled from pieces "
+                f"({result['assembled_part_size_mib']:.0f} MiB each)"
+                if result.get("assembled_after")
+                else ""
+            )
         )
     print(json.dumps(results, indent=2))
 

@@ -90,18 +90,20 @@ class TargetConfig(BaseModel):
         default=None,
         ge=5 * MIB,
         le=5 * 1024 * MIB,
-        description="Multipart part size, in bytes or with a unit (64MiB). Default: 5 MiB, "
-        "grown automatically with the part number so that a 5 TiB archive stays under "
-        "10,000 parts. An explicit size is used for every part (stores like Cloudflare R2 "
-        "need equal parts); archives then stop at 10,000 parts of it.",
+        description="Multipart part size, in bytes or with a unit (64MiB). Default: 5 MiB "
+        "pieces, and parts past 9.8 GiB assembled from them by server-side copy (1 GiB), so "
+        "that a 5 TiB archive stays under 10,000 parts in fixed memory. An explicit size is "
+        "used for every part, from memory (stores like Cloudflare R2 need equal parts); "
+        "archives then stop at 10,000 parts of it.",
         examples=["64MiB", 67108864],
     )
     max_concurrency: int | None = Field(
         default=None,
         ge=1,
         le=64,
-        description="Parts uploaded at once. Default: 2, lowered to 1 once parts grow past "
-        "5 MiB. Memory for part buffers is (max_concurrency + 1) x part size.",
+        description="Pieces (or explicit parts) uploaded at once. Default: 2 (1 for an "
+        "explicit part_size above 8 MiB). Memory for buffers is (max_concurrency + 1) x 5 MiB, "
+        "or x part_size when it is set.",
         examples=[4],
     )
 
