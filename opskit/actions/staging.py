@@ -133,7 +133,8 @@ def _unpack_verified(
         watcher = TarWatcher(chunks)
         try:
             data_path.import_tar(session, staging_path, watcher)
-        except errors.HelperFailed as failure:
+        except (errors.HelperFailed, errors.EngineError) as failure:
+            # HelperFailed: the helper's tar (FIFO); EngineError: the archive endpoint's.
             _stop(chunks, read_ahead)
             if any(reason in str(failure) for reason in TARGET_PROBLEMS):
                 raise  # the target's fault: no need to read the rest of the archive

@@ -75,6 +75,7 @@ class S3Storage(Storage):
         self._probe_client_factory = probe_client_factory
         self._probe_client: Any = None
         self._reached = False
+        self._staging_swept = False
 
     @classmethod
     def from_target(cls, target: TargetConfig) -> S3Storage:
@@ -271,7 +272,11 @@ class S3Storage(Storage):
 
     def _remove_orphaned_staging(self) -> None:
         """Remove staging objects and uploads of writers on this host that were killed (SIGKILL,
-        OOM, power loss): nothing else would, as they are complete objects. Best effort."""
+        OOM, power loss): nothing else would, as they are complete objects. Best effort, once
+        per store (a backup creates the archive and its metadata)."""
+        if self._staging_swept:
+            return
+        self._staging_swept = True
         root = self.key(STAGING_DIRECTORY) + "/"
         try:
             paginator = self.client.get_paginator("list_objects_v2")
