@@ -162,6 +162,11 @@ def empty_bucket(client, bucket: str) -> None:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         for entry in page.get("Contents", []):
             client.delete_object(Bucket=bucket, Key=entry["Key"])
+    # Versions and delete markers left in a versioned bucket (moto pages them unreliably, so
+    # the current objects went first, above).
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            client.delete_object(Bucket=bucket, Key=entry["Key"], VersionId=entry["VersionId"])
 
 
 @pytest.fixture

@@ -4,8 +4,10 @@ never raises. The writer drives two kinds: the backup object itself and its stag
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import botocore.exceptions
@@ -31,6 +33,7 @@ class MultipartUpload:
         self._put_arguments = put_arguments
         self.upload_id: str | None = None
         self.completed = False
+        self.version_id: str | None = None  # of the completed object, in a versioned bucket
         self._creating = False
         self._discarded = False
         self._parts: dict[int, dict[str, Any]] = {}
@@ -47,12 +50,12 @@ class MultipartUpload:
 
     def create(self) -> None:
         self._creating = True  # an interrupt now may leave an upload we have no id for
-        try:
-            response = self.client.create_multipart_upload(
+        response = self._call(
+            "starting the upload of",
+            lambda: self.client.create_multipart_upload(
                 Bucket=self.bucket, Key=self.key, ChecksumAlgorithm="SHA256", **self._put_arguments
-            )
-        except Exception as exc:
-            raise classify_error(exc, self.where) from exc
+            ),
+        )
         self.upload_id = response["UploadId"]
         self._creating = False
         log.debug("multipart upload started", key=self.key, upload_id=self.upload_id)
@@ -60,15 +63,18 @@ class MultipartUpload:
     def upload_part(self, part_number: int, view: memoryview) -> None:
         """Upload `view` as part `part_number`, with its SHA-256 for S3 to check."""
         checksum = base64.b64encode(hashlib.sha256(view).digest()).decode("ascii")
-        response = self.client.upload_part(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            PartNumber=part_number,
-            Body=PartBody(view),
-            ContentLength=len(view),
-            ChecksumAlgorithm="SHA256",
-            ChecksumSHA256=checksum,
+        response = self._call(
+            "uploading",
+            lambda: self.client.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=part_number,
+                Body=PartBody(view),
+                ContentLength=len(view),
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=checksum,
+            ),
         )
         returned = response.get("ChecksumSHA256")
         if returned is not None and returned != checksum:
@@ -78,14 +84,20 @@ class MultipartUpload:
             )
         self._record(part_number, response["ETag"], checksum)
 
-    def copy_part(self, part_number: int, source_key: str) -> None:
-        """Make part `part_number` a server-side copy of the whole object `source_key`."""
-        response = self.client.upload_part_copy(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            PartNumber=part_number,
-            CopySource={"Bucket": self.bucket, "Key": source_key},
+    def copy_part(self, part_number: int, source: MultipartUpload) -> None:
+        """Make part `part_number` a server-side copy of the whole object `source` completed."""
+        source_location = {"Bucket": self.bucket, "Key": source.key}
+        if source.version_id:
+            source_location["VersionId"] = source.version_id
+        response = self._call(
+            f"copying {source.where.target} into part {part_number} of",
+            lambda: self.client.upload_part_copy(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=part_number,
+                CopySource=source_location,
+            ),
         )
         result = response["CopyPartResult"]
         # S3 computes the copied part's SHA-256 itself; some S3-compatible stores do not.
@@ -108,12 +120,16 @@ class MultipartUpload:
             raise errors.StorageError(
                 f"only {len(parts)} of {part_count} parts of {self.where.target} uploaded"
             )
-        self.client.complete_multipart_upload(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            MultipartUpload={"Parts": parts},
+        response = self._call(
+            "completing",
+            lambda: self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": parts},
+            ),
         )
+        self.version_id = response.get("VersionId")
         self.completed = True
         with self._lock:
             self._parts.clear()  # thousands of staging uploads must not pile up their parts
@@ -131,12 +147,22 @@ class MultipartUpload:
             self._abort_unknown_uploads()
 
     def delete_object(self) -> None:
-        """Remove the completed object (a staging object after its copy)."""
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self.key)
-        except Exception as exc:
-            raise classify_error(exc, self.where) from exc
+        """Remove the completed object (a staging object after its copy). In a versioned
+        bucket, its version is deleted: a delete marker would leave the bytes billed."""
+        arguments = {"VersionId": self.version_id} if self.version_id else {}
+        self._call(
+            "removing",
+            lambda: self.client.delete_object(Bucket=self.bucket, Key=self.key, **arguments),
+        )
         self.completed = False
+
+    def _call(self, action: str, call: Callable[[], Any]) -> Any:
+        """Run one S3 call; raise its failure as an opskit error naming this key and action."""
+        try:
+            return call()
+        except Exception as exc:
+            where = dataclasses.replace(self.where, action=action)
+            raise classify_error(exc, where) from exc
 
     def _delete_object(self) -> None:
         try:

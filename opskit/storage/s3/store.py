@@ -8,6 +8,7 @@ failure becomes a one-line opskit error naming the bucket or key (`failures`).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlparse
@@ -20,12 +21,16 @@ import structlog
 
 from opskit import __version__, errors
 from opskit.config.targets import TargetConfig
-from opskit.process_owner import owner_in_name, owner_is_alive
+from opskit.process_owner import owner_is_alive
 from opskit.storage.base import ObjectInfo, ObjectWriter, Storage, check_name
 from opskit.storage.s3.failures import Where, classify_error, error_code, one_line
 from opskit.storage.s3.plan import DEFAULT_MAX_CONCURRENCY, PartPlan
 from opskit.storage.s3.reader import S3ReadStream
-from opskit.storage.s3.writer import STAGING_DIRECTORY, S3ObjectWriter
+from opskit.storage.s3.writer import (
+    STAGING_DIRECTORY,
+    S3ObjectWriter,
+    parse_staging_directory_name,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +43,11 @@ MAX_ATTEMPTS = 10
 PROBE_ATTEMPTS = 3
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
+
+# Staging objects of a dead writer of this host are removed after this long; anyone's after
+# STALE_STAGING_SECONDS (see S3Storage._remove_orphaned_staging).
+DEAD_OWNER_GRACE_SECONDS = 3600
+STALE_STAGING_SECONDS = 2 * 86400
 
 # Objects with this suffix are metadata: they keep the STANDARD storage class, so that `list`
 # can always read them at once (a GLACIER metadata file could not be read without a restore).
@@ -271,40 +281,44 @@ class S3Storage(Storage):
         self._call("removing", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
 
     def _remove_orphaned_staging(self) -> None:
-        """Remove staging objects and uploads of writers on this host that were killed (SIGKILL,
-        OOM, power loss): nothing else would, as they are complete objects. Best effort, once
-        per store (a backup creates the archive and its metadata)."""
+        """Remove staging objects and uploads that a killed writer (SIGKILL, OOM, power loss)
+        left: nothing else would, as they are complete objects. Best effort, once per store
+        (a backup creates the archive and its metadata).
+
+        Those of a dead process of this host go after an hour; any older than two days go too,
+        whoever made them, as an assembled part never takes that long (host names and pids
+        can repeat across containers)."""
         if self._staging_swept:
             return
         self._staging_swept = True
         root = self.key(STAGING_DIRECTORY) + "/"
-        try:
-            paginator = self.client.get_paginator("list_objects_v2")
-            keys = [
-                entry["Key"]
-                for page in paginator.paginate(Bucket=self.bucket, Prefix=root)
-                for entry in page.get("Contents", [])
-            ]
-            uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=root)
-        except Exception as exc:  # noqa: BLE001 - a later step reports real trouble
-            log.debug("could not look for orphaned staging objects", error=repr(exc))
-            return
+        now = time.time()
 
         def orphaned(key: str) -> bool:
-            owner = owner_in_name(key[len(root) :].split("/", 1)[0])
-            return bool(owner) and not owner_is_alive(owner)
+            parsed = parse_staging_directory_name(key[len(root) :].split("/", 1)[0])
+            if parsed is None:
+                return False  # not made by opskit: not ours to remove
+            owner, created = parsed
+            age = now - created
+            dead_here = not owner_is_alive(owner)
+            return age > STALE_STAGING_SECONDS or (dead_here and age > DEAD_OWNER_GRACE_SECONDS)
 
         try:
-            for key in filter(orphaned, keys):
-                log.info("removing an orphaned staging object", key=key)
-                self.client.delete_object(Bucket=self.bucket, Key=key)
-            for upload in uploads.get("Uploads", []):
-                if orphaned(upload["Key"]):
-                    log.info("aborting an orphaned staging upload", key=upload["Key"])
-                    self.client.abort_multipart_upload(
-                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                    )
-        except Exception as exc:  # noqa: BLE001 - best effort, as above
+            objects = self.client.get_paginator("list_objects_v2")
+            for page in objects.paginate(Bucket=self.bucket, Prefix=root):
+                for entry in page.get("Contents", []):
+                    if orphaned(entry["Key"]):
+                        log.info("removing an orphaned staging object", key=entry["Key"])
+                        self.client.delete_object(Bucket=self.bucket, Key=entry["Key"])
+            uploads = self.client.get_paginator("list_multipart_uploads")
+            for page in uploads.paginate(Bucket=self.bucket, Prefix=root):
+                for upload in page.get("Uploads", []):
+                    if orphaned(upload["Key"]):
+                        log.info("aborting an orphaned staging upload", key=upload["Key"])
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+        except Exception as exc:  # noqa: BLE001 - a later step reports real trouble
             log.debug("could not remove orphaned staging objects", error=repr(exc))
 
     def check_writable(self) -> None:

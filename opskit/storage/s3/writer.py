@@ -17,12 +17,13 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
 from opskit import errors
-from opskit.process_owner import owner_token
+from opskit.process_owner import owner_in_name, owner_token
 from opskit.storage.base import ObjectWriter
 from opskit.storage.s3.buffers import PartBody, PartBuffer
 from opskit.storage.s3.failures import Where, classify_error
@@ -35,13 +36,36 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 # Staging objects live here, below the target's prefix, in a directory named after their owner
-# (`host+pid+start+random`), so that a later run can remove those of a writer that was killed.
+# and creation time, so that a later run can remove those of a writer that was killed.
 STAGING_DIRECTORY = ".opskit-staging"
 # On abort, wait this long for pieces and copies already on the wire before aborting.
 ABORT_WAIT_SECONDS = 30.0
+# Requests that abort() stops at once (the threads send them; the producer discards).
+ABORTABLE_OPERATIONS = ("UploadPart", "UploadPartCopy", "CompleteMultipartUpload")
 # Staging objects closed but not yet copied, at most: with the one being filled, the bucket
 # holds at most two staging objects of this writer at a time.
 MAX_PENDING_ASSEMBLIES = 1
+
+
+class UploadAborted(Exception):
+    """Raised in place of a request of an aborted upload (never retried, never reported)."""
+
+
+def staging_directory_name(created: float | None = None) -> str:
+    """`host+pid+start-ticks+unixtime-random`: who made it, and when (by our own clock: stores
+    differ in the dates they report for uploads)."""
+    created = time.time() if created is None else created
+    return f"{owner_token()}+{int(created)}-{secrets.token_hex(4)}"
+
+
+def parse_staging_directory_name(name: str) -> tuple[str, float] | None:
+    """Given a staging directory's name, return (owner label, creation time), or None if the
+    name is not one of ours."""
+    owner = owner_in_name(name)
+    created, _, _ = name.rsplit("+", 1)[-1].partition("-")
+    if not owner or not created.isdigit():
+        return None
+    return owner, float(created)
 
 
 @dataclass
@@ -64,9 +88,7 @@ class S3ObjectWriter(ObjectWriter):
         self._where = Where(storage.bucket, storage.endpoint, self._key, "uploading")
         self._upload = self._new_upload(self._key, storage.put_arguments(name))
         self._max_concurrency = storage.max_concurrency
-        self._staging_root = (
-            f"{storage.key(STAGING_DIRECTORY)}/{owner_token()}+{secrets.token_hex(4)}/{name}"
-        )
+        self._staging_root = f"{storage.key(STAGING_DIRECTORY)}/{staging_directory_name()}/{name}"
         self._buffer: PartBuffer | None = None
         self._parts_closed = 0  # parts of the object whose bytes were all handed on
         self._assembly: _Assembly | None = None
@@ -84,6 +106,13 @@ class S3ObjectWriter(ObjectWriter):
         self._assembler: threading.Thread | None = None
         self._state = "open"
         self.size = 0
+        # botocore retries a failing request for up to a minute; after abort() that is waste.
+        for operation in ABORTABLE_OPERATIONS:
+            storage.client.meta.events.register(
+                f"before-send.s3.{operation}",
+                self._refuse_after_abort,
+                unique_id=f"opskit-abort-{id(self)}-{operation}",
+            )
 
     def _new_upload(self, key: str, put_arguments: dict[str, str]) -> MultipartUpload:
         storage = self._storage
@@ -110,9 +139,16 @@ class S3ObjectWriter(ObjectWriter):
     def _next_piece_size(self) -> int:
         part_number = self._parts_closed + 1
         if part_number > MAX_PARTS:
+            limit = f"{self._plan.max_object_size() // MiB} MiB"
+            if self._storage.part_size is None:
+                raise errors.StorageError(
+                    f"{self._where.target} is larger than the {limit} one S3 object can hold "
+                    f"in {MAX_PARTS} parts",
+                    "back up less data at once (a bind path per subdirectory)",
+                )
             raise errors.StorageError(
-                f"{self._where.target} is larger than the {self._plan.max_object_size() // MiB} "
-                "MiB a multipart upload can hold with this part_size",
+                f"{self._where.target} is larger than the {limit} a multipart upload can hold "
+                "with this part_size",
                 "raise the target's part_size (or leave it unset to let parts grow)",
             )
         filled = self._assembly.filled if self._assembly is not None else 0
@@ -146,7 +182,8 @@ class S3ObjectWriter(ObjectWriter):
         arguments = self._storage.put_arguments(self._name)
         arguments.pop("StorageClass", None)
         staging = self._new_upload(key, arguments)
-        self._staging.append(staging)
+        with self._condition:
+            self._staging.append(staging)
         staging.create()
         return _Assembly(part_number, self._plan.part_size(part_number), staging)
 
@@ -188,8 +225,10 @@ class S3ObjectWriter(ObjectWriter):
         return thread
 
     def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise classify_error(self._failure, self._where) from self._failure
+        failure = self._failure
+        if failure is not None:
+            error = classify_error(failure, self._where)
+            raise error from (None if error is failure else failure)
 
     def _fail(self, exc: BaseException) -> None:
         exc.__traceback__ = None  # it would keep a piece's bytes alive
@@ -245,7 +284,7 @@ class S3ObjectWriter(ObjectWriter):
                 self._condition.wait(timeout=1.0)
         for step in (
             lambda: staging.complete(assembly.pieces),
-            lambda: self._upload.copy_part(assembly.part_number, staging.key),
+            lambda: self._upload.copy_part(assembly.part_number, staging),
             staging.delete_object,
         ):
             if self._aborting.is_set():
@@ -278,6 +317,7 @@ class S3ObjectWriter(ObjectWriter):
             raise
         self._state = "committed"
         self._stop_threads(wait=None)  # idle by now: they exit at once
+        self._unregister_hooks()
         log.debug("upload committed", key=self._key, size=self.size, parts=self._parts_closed)
 
     def _put_whole(self) -> None:
@@ -310,12 +350,37 @@ class S3ObjectWriter(ObjectWriter):
         reported."""
         if self._state in ("aborted", "committed"):
             return
-        self._state = "aborted"
         self._aborting.set()
         if self._buffer is not None:
             self._buffer.release()
             self._buffer = None
-        self._stop_threads(wait=ABORT_WAIT_SECONDS)
+        try:
+            # Uploads first: a second Ctrl-C (or a SIGKILL) while waiting for the threads must
+            # not leave them billed. A part that lands later aborts its upload again.
+            self._discard_uploads()
+            self._stop_threads(wait=ABORT_WAIT_SECONDS)
+        finally:
+            self._discard_uploads()  # what the threads finished meanwhile
+            self._state = "aborted"
+            self._unregister_hooks()
+
+    def _refuse_after_abort(self, request: Any, **_: Any) -> None:
+        """Stop a request (or its retry) of this writer's uploads once it is aborting."""
+        if not self._aborting.is_set():
+            return
+        upload_ids = parse_qs(urlsplit(request.url).query).get("uploadId", [])
+        with self._condition:
+            ours = {upload.upload_id for upload in (self._upload, *self._staging)}
+        if ours.intersection(upload_ids):
+            raise UploadAborted(f"{self._where.target}: the upload was aborted")
+
+    def _unregister_hooks(self) -> None:
+        for operation in ABORTABLE_OPERATIONS:
+            self._storage.client.meta.events.unregister(
+                f"before-send.s3.{operation}", unique_id=f"opskit-abort-{id(self)}-{operation}"
+            )
+
+    def _discard_uploads(self) -> None:
         with self._condition:
             uploads = [self._upload, *self._staging]
         for upload in uploads:

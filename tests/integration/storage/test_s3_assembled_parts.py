@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -147,20 +149,91 @@ def dead_owner() -> str:
     return f"{host}+{child.pid}+1"
 
 
-def test_staging_left_by_a_killed_writer_is_removed_by_the_next_one(
-    storage, s3_client, s3_bucket
-) -> None:
-    orphan = f"backups/{STAGING}{dead_owner()}+0badc0de/vol/old.tar.zst.part00003"
-    foreign = f"backups/{STAGING}otherhost+1+1+0badc0de/vol/old.tar.zst.part00003"
-    orphan_upload = f"backups/{STAGING}{dead_owner()}+0badc0df/vol/old.tar.zst.part00004"
-    for key in (orphan, foreign):
-        s3_client.put_object(Bucket=s3_bucket, Key=key, Body=b"stale")
-    s3_client.create_multipart_upload(Bucket=s3_bucket, Key=orphan_upload)
+def put_staging(s3_client, bucket: str, owner: str, age_seconds: float) -> list[str]:
+    """Leave a staging object and a staging upload as a writer killed `age_seconds` after its
+    start would; return their keys."""
+    created = int(time.time() - age_seconds)
+    directory = f"backups/{STAGING}{owner}+{created}-{os.urandom(4).hex()}/vol/old.tar.zst"
+    s3_client.put_object(Bucket=bucket, Key=f"{directory}.part02001", Body=b"stale")
+    s3_client.create_multipart_upload(Bucket=bucket, Key=f"{directory}.part02002")
+    return [f"{directory}.part02001", f"{directory}.part02002"]
+
+
+def staging_left(s3_client, bucket: str) -> list[str]:
+    keys = all_keys(s3_client, bucket) + open_uploads(s3_client, bucket)
+    return sorted(key for key in keys if STAGING in key)
+
+
+HOUR = 3600
+
+
+def test_staging_of_killed_writers_is_removed_by_the_next_backup(storage, s3_client, s3_bucket):
+    gone = [
+        *put_staging(s3_client, s3_bucket, dead_owner(), age_seconds=2 * HOUR),
+        *put_staging(s3_client, s3_bucket, "otherhost+1+1", age_seconds=3 * 24 * HOUR),
+    ]
+    kept = [
+        # A dead process of this host, but recent: its pid may be another container's.
+        *put_staging(s3_client, s3_bucket, dead_owner(), age_seconds=60),
+        # Another host's: it may belong to a running backup.
+        *put_staging(s3_client, s3_bucket, "otherhost+1+1", age_seconds=2 * HOUR),
+        # This very process's.
+        *put_staging(s3_client, s3_bucket, owner_label().replace(":", "+"), age_seconds=3 * HOUR),
+    ]
     assert [info.name for info in storage.list()] == []  # never listed as backups
+    assert staging_left(s3_client, s3_bucket) == sorted(gone + kept)
 
     with storage.create("vol/new.tar.zst") as writer:
         writer.write(b"new")
 
-    # Another host's staging may belong to a running writer: it stays.
-    assert sorted(all_keys(s3_client, s3_bucket)) == [foreign, "backups/vol/new.tar.zst"]
+    assert staging_left(s3_client, s3_bucket) == sorted(kept)
+    assert "backups/vol/new.tar.zst" in all_keys(s3_client, s3_bucket)
+
+
+def test_an_interrupt_while_abort_waits_for_uploads_leaves_nothing_billed(
+    storage, s3_client, s3_bucket
+) -> None:
+    """A second Ctrl-C (or a SIGKILL) during abort's wait for parts on the wire: the uploads
+    were aborted before that wait."""
+
+    on_the_wire = threading.Semaphore(0)
+
+    def slow_part(**_) -> None:
+        on_the_wire.release()
+        time.sleep(3.0)
+
+    storage.client.meta.events.register("before-send.s3.UploadPart", slow_part)
+    writer = storage.create("vol/twice.tar.zst")
+    write_all(writer, os.urandom(2 * PIECE))  # parts 1 and 2: both in flight
+    for _ in range(2):
+        assert on_the_wire.acquire(timeout=30), "the parts never reached the wire"
+
+    def second_interrupt(*_) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, second_interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            writer.abort()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
     assert open_uploads(s3_client, s3_bucket) == []
+    assert all_keys(s3_client, s3_bucket) == []
+
+
+def test_in_a_versioned_bucket_staging_versions_are_deleted_too(storage, s3_client, s3_bucket):
+    """A plain DeleteObject would only add a delete marker and leave the bytes billed."""
+    s3_client.put_bucket_versioning(Bucket=s3_bucket, VersioningConfiguration={"Status": "Enabled"})
+    data = os.urandom(2 * PIECE + 3 * PIECE + MiB)
+    with storage.create("vol/versioned.tar.zst") as writer:
+        write_all(writer, data)
+
+    versions = s3_client.list_object_versions(Bucket=s3_bucket)
+    kept = [entry["Key"] for entry in versions.get("Versions", [])]
+    assert kept == ["backups/vol/versioned.tar.zst"]
+    assert versions.get("DeleteMarkers", []) == []
+    with storage.open("vol/versioned.tar.zst") as stream:
+        assert stream.read() == data
