@@ -86,9 +86,9 @@ class MultipartUpload:
 
     def copy_part(self, part_number: int, source: MultipartUpload) -> None:
         """Make part `part_number` a server-side copy of the whole object `source` completed."""
+        # No VersionId even in a versioned bucket: the key is unique to this writer, and copying
+        # a named version would need s3:GetObjectVersion as well.
         source_location = {"Bucket": self.bucket, "Key": source.key}
-        if source.version_id:
-            source_location["VersionId"] = source.version_id
         response = self._call(
             f"copying {source.where.target} into part {part_number} of",
             lambda: self.client.upload_part_copy(
