@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import mmap
 from typing import Any, cast
@@ -85,3 +87,8 @@ class PartBuffer:
             except BufferError:
                 pass  # a view still points into it: unmapped when the last one goes
             self._map = None
+
+
+def sha256_base64(view: memoryview) -> str:
+    """The SHA-256 of `view` as S3's checksum headers carry it."""
+    return base64.b64encode(hashlib.sha256(view).digest()).decode("ascii")

@@ -3,9 +3,7 @@ never raises. The writer drives two kinds: the backup object itself and its stag
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +12,7 @@ import botocore.exceptions
 import structlog
 
 from opskit import errors
-from opskit.storage.s3.buffers import PartBody
+from opskit.storage.s3.buffers import PartBody, sha256_base64
 from opskit.storage.s3.failures import Where, classify_error
 
 log = structlog.get_logger(__name__)
@@ -62,7 +60,7 @@ class MultipartUpload:
 
     def upload_part(self, part_number: int, view: memoryview) -> None:
         """Upload `view` as part `part_number`, with its SHA-256 for S3 to check."""
-        checksum = base64.b64encode(hashlib.sha256(view).digest()).decode("ascii")
+        checksum = sha256_base64(view)
         response = self._call(
             "uploading",
             lambda: self.client.upload_part(

@@ -10,8 +10,6 @@ interrupt aborts every upload and deletes the staging objects, so no billed byte
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import queue
 import secrets
 import threading
@@ -25,7 +23,7 @@ import structlog
 from opskit import errors
 from opskit.process_owner import owner_in_name, owner_token
 from opskit.storage.base import ObjectWriter
-from opskit.storage.s3.buffers import PartBody, PartBuffer
+from opskit.storage.s3.buffers import PartBody, PartBuffer, sha256_base64
 from opskit.storage.s3.failures import Where, classify_error
 from opskit.storage.s3.multipart import MultipartUpload
 from opskit.storage.s3.plan import MAX_PARTS, MiB, PartPlan, concurrency_for
@@ -85,8 +83,8 @@ class S3ObjectWriter(ObjectWriter):
         self._name = name
         self._plan = plan
         self._key = storage.key(name)
-        self._where = Where(storage.bucket, storage.endpoint, self._key, "uploading")
         self._upload = self._new_upload(self._key, storage.put_arguments(name))
+        self._where = self._upload.where
         self._max_concurrency = storage.max_concurrency
         self._staging_root = f"{storage.key(STAGING_DIRECTORY)}/{staging_directory_name()}/{name}"
         self._buffer: PartBuffer | None = None
@@ -324,7 +322,7 @@ class S3ObjectWriter(ObjectWriter):
         """An object smaller than one piece goes up in a single PutObject."""
         buffer = self._buffer or PartBuffer(0)
         view = buffer.view()
-        checksum = base64.b64encode(hashlib.sha256(view).digest()).decode("ascii")
+        checksum = sha256_base64(view)
         self._storage.client.put_object(
             Bucket=self._storage.bucket,
             Key=self._key,
