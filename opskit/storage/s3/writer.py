@@ -14,6 +14,7 @@ import queue
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -85,7 +86,7 @@ class S3ObjectWriter(ObjectWriter):
         self._key = storage.key(name)
         self._upload = self._new_upload(self._key, storage.put_arguments(name))
         self._where = self._upload.where
-        self._max_concurrency = storage.max_concurrency
+        self._concurrency = concurrency_for(plan.piece_size, storage.max_concurrency)
         self._staging_root = f"{storage.key(STAGING_DIRECTORY)}/{staging_directory_name()}/{name}"
         self._buffer: PartBuffer | None = None
         self._parts_closed = 0  # parts of the object whose bytes were all handed on
@@ -202,7 +203,7 @@ class S3ObjectWriter(ObjectWriter):
 
     def _hand_to_worker(self, upload: MultipartUpload, part_number: int, buffer: PartBuffer):
         """Queue one piece; block while the allowed pieces are in flight."""
-        limit = concurrency_for(self._plan.piece_size, self._max_concurrency)
+        limit = self._concurrency
         while len(self._threads) < limit:
             self._threads.append(
                 self._start_thread(self._work_loop, f"opskit-s3-part-{len(self._threads)}")
@@ -216,9 +217,9 @@ class S3ObjectWriter(ObjectWriter):
         self._work.put((upload, part_number, buffer))
 
     @staticmethod
-    def _start_thread(target: object, name: str) -> threading.Thread:
+    def _start_thread(target: Callable[[], None], name: str) -> threading.Thread:
         # Daemon: never keep the process alive on exit; abort() waits for them.
-        thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+        thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         return thread
 
@@ -367,9 +368,7 @@ class S3ObjectWriter(ObjectWriter):
         if not self._aborting.is_set():
             return
         upload_ids = parse_qs(urlsplit(request.url).query).get("uploadId", [])
-        with self._condition:
-            ours = {upload.upload_id for upload in (self._upload, *self._staging)}
-        if ours.intersection(upload_ids):
+        if {upload.upload_id for upload in self._uploads()}.intersection(upload_ids):
             raise UploadAborted(f"{self._where.target}: the upload was aborted")
 
     def _unregister_hooks(self) -> None:
@@ -378,10 +377,13 @@ class S3ObjectWriter(ObjectWriter):
                 f"before-send.s3.{operation}", unique_id=f"opskit-abort-{id(self)}-{operation}"
             )
 
-    def _discard_uploads(self) -> None:
+    def _uploads(self) -> list[MultipartUpload]:
+        """The object's upload and the staging uploads not yet assembled (threads change them)."""
         with self._condition:
-            uploads = [self._upload, *self._staging]
-        for upload in uploads:
+            return [self._upload, *self._staging]
+
+    def _discard_uploads(self) -> None:
+        for upload in self._uploads():
             upload.discard()
 
     def _stop_threads(self, wait: float | None) -> None:
