@@ -68,6 +68,18 @@ class TargetInUse(OpskitError):
     """Running containers use the target and --stop-containers was not given."""
 
 
+class TargetLocked(OpskitError):
+    """Another opskit run holds the lock of this volume or path (and --wait ran out)."""
+
+
+class UnfinishedRestore(OpskitError):
+    """A target holds an interrupted restore that could not be finished or rolled back now."""
+
+
+class FidelityLoss(OpskitError):
+    """The helper's tar would silently change something the source holds (owners, ACLs, ...)."""
+
+
 class SwapFailed(OpskitError):
     """A restore's final swap of old and new contents failed midway (both are kept)."""
 
@@ -86,6 +98,14 @@ class DiskFull(StorageError):
 
 class ArchiveCorrupt(OpskitError):
     """The archive cannot be decompressed or unpacked: corrupt or truncated."""
+
+
+class MetadataCorrupt(OpskitError):
+    """A backup's metadata file cannot be read or is not a valid record."""
+
+
+class ArchiveUnsafe(OpskitError):
+    """The archive holds an entry a restore must not create (path escape, device node, ...)."""
 
 
 class ChecksumMismatch(ArchiveCorrupt):

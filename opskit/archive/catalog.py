@@ -47,6 +47,8 @@ class BackupRecord:
     volume_labels: dict[str, str] = field(default_factory=dict)
     stopped_containers: list[str] = field(default_factory=list)
     transfer: str = ""
+    tar: str = ""  # which tar wrote the archive, e.g. "gnu tar 1.34", "busybox tar 1.35"
+    tar_keeps: list[str] = field(default_factory=list)  # what that tar keeps beyond the basics
     hostname: str = ""
     tool_version: str = ""
     format: int = FORMAT_VERSION

@@ -39,8 +39,17 @@ class OwnedSymlink:
 class TarWatcher:
     """Passes tar chunks through unchanged, parsing headers as they go by."""
 
-    def __init__(self, chunks: Iterable[bytes]) -> None:
+    def __init__(
+        self,
+        chunks: Iterable[bytes],
+        allow_devices: bool = False,
+        reserved_names: tuple[str, ...] = (),
+    ) -> None:
         self.chunks = chunks
+        self.allow_devices = allow_devices
+        self.reserved_names = reserved_names  # top-level names the archive may not hold
+        self.setid_files: list[str] = []  # setuid/setgid files (the first MAX_NAMED of them)
+        self.setid_count = 0
         self.root: RootEntry | None = None
         self.owned_symlinks: list[OwnedSymlink] = []
         self._pending = bytearray()  # an incomplete header or metadata payload

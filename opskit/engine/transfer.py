@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker.types
@@ -45,6 +46,15 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 ChunkSink = Callable[[bytes], object]
 
 
+@dataclass(frozen=True)
+class TarFidelity:
+    """The tar that writes an archive (`gnu tar 1.34`), and what it keeps beyond owners, modes,
+    links and file mtimes (e.g. `xattrs`, `acls`, `sparse`, `large-owners`, `subsecond-mtimes`)."""
+
+    writer: str
+    keeps: tuple[str, ...]
+
+
 class Transfer(abc.ABC):
     """Moves a tar stream out of, or into, a directory inside a helper session."""
 
@@ -64,6 +74,17 @@ class Transfer(abc.ABC):
 
     def close(self) -> None:
         """Remove what the transfer created on the host."""
+
+    def fidelity(self, session: HelperSession) -> TarFidelity:
+        """Which tar writes archives on this path, and what it keeps beyond the basics."""
+        return TarFidelity(writer="", keeps=())
+
+    def check_source(
+        self, session: HelperSession, directory: str, host_directory: str | None
+    ) -> None:
+        """Raise `FidelityLoss` if this path's tar would silently change something in
+        `directory` (large owners, ACLs, xattrs). `host_directory` is the same data on this
+        machine, if the engine shares our filesystem."""
 
 
 def choose_transfer(engine: Engine, mode: str = "auto") -> Transfer:
