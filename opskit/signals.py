@@ -2,7 +2,7 @@
 
 The CLI installs `handle` for the three signals. Code that must not stop halfway (the restore's
 swap of old and new contents) runs under `deferred()`: a signal arriving then is remembered and
-raised as soon as the section is over.
+raised as soon as the section is over, or handed to the caller to decide (`reraise=False`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from opskit import errors
 
@@ -17,6 +18,13 @@ HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 _depth = 0
 _pending: str | None = None
+
+
+@dataclass
+class Deferred:
+    """What arrived during a deferred section: the signal's name, or None."""
+
+    signal_name: str | None = None
 
 
 def handle(signum: int, frame: object) -> None:
@@ -35,14 +43,18 @@ def install() -> None:
 
 
 @contextlib.contextmanager
-def deferred() -> Iterator[None]:
-    """Run the block to its end even if a signal arrives; raise `Interrupted` after it."""
+def deferred(reraise: bool = True) -> Iterator[Deferred]:
+    """Run the block to its end even if a signal arrives. Afterwards raise `Interrupted`, or
+    with `reraise=False` record the signal in the yielded `Deferred` and carry on."""
     global _depth, _pending
+    caught = Deferred()
     _depth += 1
     try:
-        yield
+        yield caught
     finally:
         _depth -= 1
     if _depth == 0 and _pending is not None:
         name, _pending = _pending, None
-        raise errors.Interrupted(name)
+        if reraise:
+            raise errors.Interrupted(name)
+        caught.signal_name = name

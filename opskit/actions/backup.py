@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from opskit import __version__, errors
+from opskit.actions import journal, staging
 from opskit.actions.session import (
     Notify,
     check_store_outside,
@@ -18,7 +19,7 @@ from opskit.actions.session import (
 from opskit.archive import catalog
 from opskit.archive.pipeline import ArchiveWriter, ProgressCallback
 from opskit.config.schema import Config
-from opskit.engine import client, helper, transfer, volumes
+from opskit.engine import client, helper, lock, transfer, volumes
 from opskit.storage.base import Storage
 from opskit.storage.registry import open_storage
 
@@ -39,6 +40,7 @@ class BackupRequest:
     transfer: str = "auto"
     helper_image: str | None = None  # None: the config's helper_image
     docker_host: str | None = None
+    wait_seconds: float = 0.0  # for another run's lock on the source
 
 
 def run_backup(
@@ -49,8 +51,10 @@ def run_backup(
 ) -> catalog.BackupRecord:
     """Given a request, back the source up into the store. Return the stored backup's record.
 
-    Raise `NotFound` if the source is missing, `StorageError`/`DiskFull` if the store fails,
-    `HelperFailed` if tar fails. Nothing partial is left in the store on any failure.
+    Raise `NotFound` if the source is missing, `TargetLocked` if another run holds its lock,
+    `StorageError`/`DiskFull` if the store fails, `FidelityLoss` if the helper's tar would
+    change what the source holds, `HelperFailed` if tar fails. Nothing partial is left in the
+    store on any failure.
     """
     source = volumes.DataSource.parse(request.source)
     storage = open_storage(request.to, config)
@@ -59,42 +63,74 @@ def run_backup(
         volume = volumes.check_source_exists(engine, source)
         check_store_outside(engine, storage, source)
         storage.check_writable()
-        users = used_by_others(engine, source)
-        if users and not request.stop_containers:
-            notify(
-                f"warning: {source.describe()} is used by running containers "
-                f"{', '.join(user.name for user in users)}; the copy may not be consistent "
-                "(use --stop-containers)"
-            )
-        with (
-            containers_stopped(engine, users if request.stop_containers else [], notify) as stopped,
-            transfer.open_transfer(engine, request.transfer) as data_path,
-            helper.helper_session(
-                engine,
-                request.helper_image or config.helper_image,
-                source,
-                SOURCE_MOUNT_POINT,
-                read_only=True,
-                extra_mounts=data_path.mounts(),
-            ) as session,
-        ):
-            return write_backup(
-                session,
-                SOURCE_MOUNT_POINT,
-                data_path,
-                storage,
-                BackupLabels(
-                    source=source,
-                    volume=volume,
-                    compression=request.compression,
-                    tags=request.tags,
-                    stopped_containers=[ref.name for ref in stopped],
-                ),
-                on_progress,
-            )
+        image = request.helper_image or config.helper_image
+        with lock.held(engine, source, "backup", image, request.wait_seconds, notify):
+            return _backup_locked(request, image, engine, storage, source, volume, on_progress,
+                                  notify)  # fmt: skip
     finally:
         engine.close()
         storage.close()
+
+
+def _backup_locked(
+    request: BackupRequest,
+    image: str,
+    engine: client.Engine,
+    storage: Storage,
+    source: volumes.DataSource,
+    volume: volumes.VolumeInfo | None,
+    on_progress: ProgressCallback | None,
+    notify: Notify,
+) -> catalog.BackupRecord:
+    users = used_by_others(engine, source)
+    if users and not request.stop_containers:
+        notify(
+            f"warning: {source.describe()} is used by running containers "
+            f"{', '.join(user.name for user in users)}; the copy may not be consistent "
+            "(use --stop-containers)"
+        )
+    with (
+        containers_stopped(engine, users if request.stop_containers else [], notify) as stopped,
+        transfer.open_transfer(engine, request.transfer) as data_path,
+        helper.helper_session(
+            engine,
+            image,
+            source,
+            SOURCE_MOUNT_POINT,
+            read_only=True,
+            extra_mounts=data_path.mounts(),
+        ) as session,
+    ):
+        if journal.journal_present(session, SOURCE_MOUNT_POINT, source.describe()):
+            # Never archive an interrupted restore's staging or old entries: finish it.
+            _recover_source(engine, image, source, notify)
+        data_path.check_source(session, SOURCE_MOUNT_POINT, volumes.host_directory(engine, source))
+        return write_backup(
+            session,
+            SOURCE_MOUNT_POINT,
+            data_path,
+            storage,
+            BackupLabels(
+                source=source,
+                volume=volume,
+                compression=request.compression,
+                tags=request.tags,
+                stopped_containers=[ref.name for ref in stopped],
+            ),
+            on_progress,
+        )
+
+
+def _recover_source(
+    engine: client.Engine, image: str, source: volumes.DataSource, notify: Notify
+) -> None:
+    """Finish or roll back the interrupted restore in `source`, in a writable helper."""
+    with helper.helper_session(
+        engine, image, source, staging.TARGET_MOUNT_POINT, read_only=False
+    ) as writable:
+        done = staging.recover(writable, source.describe())
+    if done:
+        notify(done)
 
 
 @dataclass
@@ -124,6 +160,7 @@ def write_backup(
     backup_id = catalog.new_backup_id(catalog.source_slug(labels.source.name), created)
     archive_name = catalog.archive_name(backup_id, labels.compression)
     log.info("backup.start", source=labels.source.describe(), id=backup_id, to=storage.url)
+    fidelity = data_path.fidelity(session)
     writer = storage.create(archive_name)
     try:
         archive = ArchiveWriter(writer, labels.compression, on_progress)
@@ -158,6 +195,8 @@ def write_backup(
         volume_labels=dict(labels.volume.labels) if labels.volume else {},
         stopped_containers=labels.stopped_containers,
         transfer=data_path.name,
+        tar=fidelity.writer,
+        tar_keeps=list(fidelity.keeps),
         hostname=socket.gethostname(),
         tool_version=__version__,
     )

@@ -1,12 +1,16 @@
 """`volume restore`: unpack a backup into a volume or bind path, safely.
 
 The order is what makes it safe at 3 a.m.:
-1. refuse a target in use without --stop-containers, and a non-empty one without --force,
+1. take the target's lock (engine/lock.py): no other backup or restore of it runs meanwhile;
+2. finish or roll back a restore that a killed run left, as its journal says (staging.py);
+3. refuse a target in use without --stop-containers, and a non-empty one without --force,
    before anything is stopped;
-2. stop the users; with --force, save the current contents as a `pre-restore` backup first;
-3. unpack into a hidden staging directory inside the target while checking the archive's sha256
-   (staging.py); a corrupt archive stops here and never touches the old data;
-4. swap by renames, signals held off, and start the stopped containers again whatever happened.
+4. stop the users; with --force, save the current contents as a `pre-restore` backup first;
+5. unpack into a hidden staging directory inside the target while checking every tar header
+   (no entry may leave the staging directory) and the archive's sha256; a corrupt or unsafe
+   archive stops here and never touches the old data;
+6. swap by renames, journaled, signals held off, and start the stopped containers again
+   whatever happened.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from opskit.actions.session import (
 from opskit.archive import catalog
 from opskit.archive.pipeline import ProgressCallback
 from opskit.config.schema import Config
-from opskit.engine import client, helper, transfer, volumes
+from opskit.engine import client, helper, lock, transfer, volumes
 from opskit.storage.base import Storage
 from opskit.storage.registry import open_storage
 
@@ -50,6 +54,8 @@ class RestoreRequest:
     transfer: str = "auto"
     helper_image: str | None = None
     docker_host: str | None = None
+    wait_seconds: float = 0.0  # for another run's lock on the target
+    allow_devices: bool = False
 
 
 @dataclass
@@ -62,9 +68,19 @@ class RestoreResult:
     safety_backup: catalog.BackupRecord | None
     restarted_containers: list[str] = field(default_factory=list)
     transfer: str = ""
+    setid_files: list[str] = field(default_factory=list)  # setuid/setgid files restored
+    setid_count: int = 0
+    recovered: str | None = None  # what was done about an earlier, interrupted restore
+    signal_after_commit: str | None = None  # a signal that arrived once the swap was done
+    old_contents_left: bool = False  # replaced entries still hidden, deleted by the next run
 
     def to_dict(self) -> dict:
         return {
+            "setid_files": self.setid_files,
+            "setid_count": self.setid_count,
+            "recovered": self.recovered,
+            "signal_after_commit": self.signal_after_commit,
+            "old_contents_left": self.old_contents_left,
             "backup": self.backup.to_dict(),
             "target": self.target,
             "target_kind": self.target_kind,
@@ -86,8 +102,10 @@ def run_restore(
     """Given a request, restore the chosen backup into the target. Return what was done.
 
     `on_progress` is called with the stored bytes read, `on_total` once with their total.
-    Raise `NotFound` (no such backup), `TargetNotEmpty`, `TargetInUse`, `ChecksumMismatch`,
-    `ArchiveCorrupt`, `HelperFailed`. On any failure the target keeps its previous contents.
+    Raise `NotFound` (no such backup), `TargetLocked`, `TargetNotEmpty`, `TargetInUse`,
+    `ChecksumMismatch`, `ArchiveCorrupt`, `ArchiveUnsafe`, `HelperFailed`: the target then
+    keeps its previous contents. Raise `SwapFailed` if the verified swap could not be finished
+    (the message says how to finish it).
     """
     source = volumes.DataSource.parse(request.source)
     storage = open_storage(request.from_, config)
@@ -98,14 +116,16 @@ def run_restore(
             on_total(record.size)  # progress counts the archive's stored bytes
         target = volumes.DataSource.parse(request.into) if request.into else source
         check_store_outside(engine, storage, target)
-        created_target = _ensure_target(engine, target, record)
-        try:
-            return _restore_into(request, config, engine, storage, record, target, on_progress,
-                                 notify, created_target)  # fmt: skip
-        except BaseException:
-            if created_target:
-                _remove_created_target(engine, target)
-            raise
+        image = request.helper_image or config.helper_image
+        with lock.held(engine, target, "restore", image, request.wait_seconds, notify):
+            created_target = _ensure_target(engine, target, record)
+            try:
+                return _restore_into(request, image, engine, storage, record, target,
+                                     on_progress, notify, created_target)  # fmt: skip
+            except BaseException:
+                if created_target:
+                    _remove_created_target(engine, target)
+                raise
     finally:
         engine.close()
         storage.close()
@@ -113,7 +133,7 @@ def run_restore(
 
 def _restore_into(
     request: RestoreRequest,
-    config: Config,
+    image: str,
     engine: client.Engine,
     storage: Storage,
     record: catalog.BackupRecord,
@@ -134,13 +154,16 @@ def _restore_into(
         session = stack.enter_context(
             helper.helper_session(
                 engine,
-                request.helper_image or config.helper_image,
+                image,
                 target,
                 staging.TARGET_MOUNT_POINT,
                 read_only=False,
                 extra_mounts=data_path.mounts(),
             )
         )
+        recovered = staging.recover(session, target.describe())
+        if recovered:
+            notify(recovered)
         # Refuse before anything is stopped: a refusal must not touch the running app.
         has_data = staging.target_has_data(session, target.describe())
         if has_data and not request.force:
@@ -154,13 +177,20 @@ def _restore_into(
             has_data
         ) else None  # fmt: skip
         try:
-            staging.restore_staged(session, data_path, storage, record, on_progress)
+            outcome = staging.restore_staged(
+                session,
+                data_path,
+                storage,
+                record,
+                target.describe(),
+                on_progress,
+                request.allow_devices,
+            )
         except errors.OpskitError as error:
-            if safety is not None and not isinstance(error, errors.SwapFailed):
-                error.message += f" (target unchanged; also saved as backup {safety.id})"
-            elif safety is not None:
+            if safety is not None:
                 error.message += f" (the previous contents are also in backup {safety.id})"
             raise
+    watcher = outcome.watcher
     return RestoreResult(
         backup=record,
         target=target.name,
@@ -170,6 +200,11 @@ def _restore_into(
         safety_backup=safety,
         restarted_containers=[ref.name for ref in stopped],
         transfer=data_path.name,
+        setid_files=list(watcher.setid_files),
+        setid_count=watcher.setid_count,
+        recovered=recovered,
+        signal_after_commit=outcome.signal_name,
+        old_contents_left=outcome.old_contents_left,
     )
 
 
@@ -213,6 +248,9 @@ def _save_current_contents(
     notify: Notify,
 ) -> catalog.BackupRecord:
     """Back the target's current contents up into the same store, tagged pre-restore."""
+    data_path.check_source(
+        session, staging.TARGET_MOUNT_POINT, volumes.host_directory(session.engine, target)
+    )
     safety = write_backup(
         session,
         staging.TARGET_MOUNT_POINT,

@@ -1,17 +1,21 @@
-"""The staged restore: unpack into a hidden directory in the target, verify, then swap.
+"""The journaled restore: unpack into a hidden directory in the target, verify, then swap.
 
-A restore never touches the old contents until the new ones are fully unpacked and the
-archive's sha256 matched; a failure at any point leaves the target as it was.
+The target's own entries are not touched until the archive is fully unpacked and its sha256
+matched. Each step is recorded in the target's journal first (journal.py), so that a run killed
+at any point is finished or rolled back by the next one, and messages say what is true.
 """
 
 from __future__ import annotations
 
 import itertools
 import secrets
+from dataclasses import dataclass
 
 import structlog
 
 from opskit import errors, signals
+from opskit.actions import journal
+from opskit.actions.journal import Journal
 from opskit.archive import catalog
 from opskit.archive.pipeline import (
     CHUNK_SIZE,
@@ -28,47 +32,42 @@ from opskit.storage.base import Storage
 log = structlog.get_logger(__name__)
 
 TARGET_MOUNT_POINT = "/target"
-STAGING_PREFIX = ".opskit-restore-"
 # tar messages that blame the target, not the archive.
 TARGET_PROBLEMS = ("No space left", "Read-only file system", "Permission denied", "Disk quota")
 # Paths per `chown -h` call: stays far below the kernel's argument size limit.
 CHOWN_BATCH = 200
 
-OLD_PREFIX = ".opskit-old-"
-
-# The swap, by renames only, and safe to run again after a crash at any point:
-# phase 1 moves the old entries into $old (then marks it), phase 2 moves the new ones up and
-# gives the root the archive's mode and owner, and only then is $old deleted.
-# $1 is the restore's id. chown before chmod: chown clears setuid/setgid bits.
-SWAP_SCRIPT = f"""
+# The steps of the swap, each safe to run again after a crash at any point ($1 the mounted
+# target, $2 the staging directory, $3 the old one; both named by the journal).
+# swap-out: every entry but ours moves into $old. swap-in: the staged entries move up and the
+# root gets the archive's owner and mode (chown before chmod: chown clears setuid/setgid).
+_KEEP = (
+    f'! -name "$2" ! -name "$3" ! -name {journal.JOURNAL_NAME} ! -name {journal.JOURNAL_TEMP_NAME}'
+)
+_STEP_SCRIPTS = {
+    "swap-out": f"""
 set -e
-cd {TARGET_MOUNT_POINT}
-staging="{STAGING_PREFIX}$1"; old="{OLD_PREFIX}$1"; marker="$old/.opskit-swap-phase2-$1"
-if [ ! -e "$marker" ]; then
-  mkdir -p "$old"
-  find . -mindepth 1 -maxdepth 1 ! -name "$staging" ! -name "$old" \\
-    -exec sh -c 'mv -- "$@" "$0"/' "$old" {{}} +
-  touch "$marker"
+cd "$1"
+mkdir -p -- "$3"
+find . -mindepth 1 -maxdepth 1 {_KEEP} -exec sh -c 'mv -- "$@" "$0"/' "$3" {{}} +
+""",
+    "swap-in": """
+set -e
+cd "$1"
+if [ -d "$2" ]; then
+  find "$2" -mindepth 1 -maxdepth 1 -exec sh -c 'mv -- "$@" .' mover {} +
+  chown "$(stat -c %u:%g "$2")" .
+  chmod "$(stat -c %a "$2")" .
+  rmdir -- "$2"
 fi
-if [ -d "$staging" ]; then
-  find "$staging" -mindepth 1 -maxdepth 1 -exec sh -c 'mv -- "$@" .' mover {{}} +
-  chown "$(stat -c %u:%g "$staging")" .
-  chmod "$(stat -c %a "$staging")" .
-  rmdir -- "$staging"
-fi
-rm -rf -- "$old"
-"""
+""",
+    "delete-old": 'cd "$1" && rm -rf -- "$3"',
+    "unpacking": 'cd "$1" && rm -rf -- "$2"',  # rolling back: the staged copy goes
+}
+_NEXT_PHASE = {"swap-out": "swap-in", "swap-in": "delete-old"}
 
-# Before anything else: finish a swap that a killed restore left (its data was verified),
-# drop staging directories of restores killed before their swap, then say whether the target
-# holds anything.
-PROBE_SCRIPT = f"""
-cd {TARGET_MOUNT_POINT} || exit 20
-for old in {OLD_PREFIX}*; do
-  [ -d "$old" ] || continue
-  sh -c "$1" swap "${{old#{OLD_PREFIX}}}" || exit 21
-done
-for entry in {STAGING_PREFIX}*; do [ -d "$entry" ] && rm -rf -- "$entry"; done
+_HAS_ENTRIES_SCRIPT = """
+cd "$1" || exit 20
 for entry in .[!.]* ..?* *; do
   if [ -e "$entry" ] || [ -L "$entry" ]; then echo nonempty; exit 0; fi
 done
@@ -76,12 +75,52 @@ echo empty
 """
 
 
+@dataclass
+class StagedRestore:
+    """How a committed restore ended. `signal_name`: a signal that arrived once the swap was
+    done (the restore is complete); `old_contents_left`: the replaced entries still wait in
+    the hidden old directory, which the next run on the target deletes."""
+
+    watcher: TarWatcher
+    signal_name: str | None = None
+    old_contents_left: bool = False
+
+
 def target_has_data(session: helper.HelperSession, what: str) -> bool:
-    """Return whether the mounted target holds anything (stale staging directories aside)."""
+    """Return whether the mounted target holds any entry at all."""
     probe = session.run_checked(
-        ["sh", "-c", PROBE_SCRIPT, "probe", SWAP_SCRIPT], f"inspecting {what}"
+        ["sh", "-c", _HAS_ENTRIES_SCRIPT, "probe", TARGET_MOUNT_POINT], f"inspecting {what}"
     )
     return "nonempty" in probe.output
+
+
+def recover(session: helper.HelperSession, what: str) -> str | None:
+    """Finish or roll back the restore that the mounted target's journal names, if any.
+
+    Call it only under the target's lock (so no live run owns the journal). Return a notice
+    saying what was done, or None if there was no journal. Raise `UnfinishedRestore` if the
+    journal is invalid, `SwapFailed` if finishing a committed swap fails.
+    """
+    found = journal.read_journal(session, TARGET_MOUNT_POINT, what)
+    if found is None:
+        return None
+    log.warning("restore.recovering", target=what, phase=found.phase, restore=found.restore_id)
+    if not found.committed:
+        _run_step(session, found, "unpacking", what)
+        journal.remove_journal(session, TARGET_MOUNT_POINT)
+        return (
+            f"removed the staging directory of an interrupted restore of {found.backup_id} "
+            f"from {what} (its contents had not been touched)"
+        )
+    if found.phase != "delete-old":
+        with signals.deferred():
+            _swap(session, found, what)
+        done = f"finished an interrupted restore of {found.backup_id} into {what}"
+    else:
+        done = f"removed the replaced contents that a restore of {found.backup_id} left in {what}"
+    _run_step(session, found.at("delete-old"), "delete-old", what)
+    journal.remove_journal(session, TARGET_MOUNT_POINT)
+    return done + " (its archive had been verified before the swap began)"
 
 
 def restore_staged(
@@ -89,33 +128,91 @@ def restore_staged(
     data_path: transfer.Transfer,
     storage: Storage,
     record: catalog.BackupRecord,
-    on_progress: ProgressCallback | None,
-) -> None:
+    what: str,
+    on_progress: ProgressCallback | None = None,
+    allow_devices: bool = False,
+) -> StagedRestore:
     """Unpack `record` into a staging directory, verify it, and swap it into place.
 
-    Raise `SwapFailed` if the swap itself fails (the target may then be mixed); any other
-    error means the target was not touched.
+    Before the swap, any failure leaves the target's entries untouched (the message says so);
+    raise what failed. After it began, raise `SwapFailed` if it cannot be finished now.
     """
-    restore_id = secrets.token_hex(4)
-    staging_path = f"{TARGET_MOUNT_POINT}/{STAGING_PREFIX}{restore_id}"
-    session.run_checked(["mkdir", staging_path], "creating a staging directory in the target")
+    planned = Journal(restore_id=secrets.token_hex(8), backup_id=record.id, phase="unpacking")
+    staging_path = f"{TARGET_MOUNT_POINT}/{planned.staging}"
+    journal.write_journal(session, TARGET_MOUNT_POINT, planned)
     try:
-        watcher = _unpack_verified(session, data_path, storage, record, staging_path, on_progress)
-        _apply_what_tar_left_out(session, staging_path, watcher)
-    except BaseException:
-        _remove_staging(session, staging_path)
-        raise
-    # Renames only, but a stop halfway would leave old and new mixed: signals wait for it.
-    with signals.deferred():
-        result = session.run(["sh", "-c", SWAP_SCRIPT, "swap", restore_id])
-    if result.exit_code != 0:
-        raise errors.SwapFailed(
-            f"replacing the target's contents failed: {result.last_line()}",
-            "the verified new contents and the old ones are kept in the target's "
-            f"{STAGING_PREFIX}{restore_id} and {OLD_PREFIX}{restore_id}; the next "
-            "restore into it finishes the swap",
+        session.run_checked(["mkdir", staging_path], "creating a staging directory in the target")
+        watcher = _unpack_verified(
+            session, data_path, storage, record, staging_path, on_progress, allow_devices
         )
+        _apply_what_tar_left_out(session, staging_path, watcher)
+    except BaseException as failure:
+        rolled_back = _roll_back(session, planned)
+        if isinstance(failure, errors.OpskitError):
+            failure.message += (
+                f" ({what} unchanged)"
+                if rolled_back
+                else f" ({what} unchanged; its hidden {planned.staging} is removed by the next "
+                "opskit run on it)"
+            )
+        raise
+    # The commit point. Renames only, but a stop halfway would leave old and new entries side
+    # by side: signals wait for the swap, and are then answered without undoing it.
+    with signals.deferred(reraise=False) as caught:
+        _swap(session, planned.at("swap-out"), what, write_first=True)
+    outcome = StagedRestore(watcher=watcher, signal_name=caught.signal_name)
+    if outcome.signal_name is not None:
+        outcome.old_contents_left = True  # stop as asked; the next run deletes them
+        return outcome
+    try:
+        _run_step(session, planned.at("delete-old"), "delete-old", what)
+        journal.remove_journal(session, TARGET_MOUNT_POINT)
+    except errors.Interrupted as interrupted:
+        outcome.signal_name, outcome.old_contents_left = interrupted.signal_name, True
+    except errors.OpskitError as exc:
+        log.error("restore.delete_old_failed", error=str(exc))
+        outcome.old_contents_left = True
     log.info("restore.done", id=record.id)
+    return outcome
+
+
+def _swap(
+    session: helper.HelperSession, current: Journal, what: str, write_first: bool = False
+) -> None:
+    """Run the swap from `current`'s phase to `delete-old`, recording each phase first."""
+    phase = current.phase
+    try:
+        if write_first:
+            journal.write_journal(session, TARGET_MOUNT_POINT, current)
+        while phase in _NEXT_PHASE:
+            _run_step(session, current.at(phase), phase, what)
+            phase = _NEXT_PHASE[phase]
+            journal.write_journal(session, TARGET_MOUNT_POINT, current.at(phase))
+    except errors.OpskitError as exc:
+        raise errors.SwapFailed(
+            f"the swap of {current.backup_id} into {what} stopped in phase {phase}: {exc}; "
+            "the archive was verified and both the new and the old entries are kept",
+            f"finish it with: opskit volume recover {what.split(' ', 1)[-1]}",
+        ) from exc
+
+
+def _run_step(session: helper.HelperSession, current: Journal, step: str, what: str) -> None:
+    session.run_checked(
+        ["sh", "-c", _STEP_SCRIPTS[step], step, TARGET_MOUNT_POINT, current.staging, current.old],
+        f"restore step {step} in {what}",
+    )
+
+
+def _roll_back(session: helper.HelperSession, planned: Journal) -> bool:
+    """Remove the staging directory and the journal; return whether that worked. Best effort:
+    if it fails too (the engine is gone), the next run's recovery removes them."""
+    try:
+        _run_step(session, planned, "unpacking", "the target")
+        journal.remove_journal(session, TARGET_MOUNT_POINT)
+        return True
+    except (errors.OpskitError, errors.Interrupted) as exc:
+        log.error("restore.rollback_failed", staging=planned.staging, error=str(exc))
+        return False
 
 
 def _unpack_verified(
@@ -125,12 +222,18 @@ def _unpack_verified(
     record: catalog.BackupRecord,
     staging_path: str,
     on_progress: ProgressCallback | None,
+    allow_devices: bool,
 ) -> TarWatcher:
     with storage.open(record.archive) as stream:
         stored = HashingReader(stream, on_progress)
         read_ahead = ReadAhead(stored)  # reading and hashing overlap decompression
         chunks = tar_chunks(read_ahead, record.compression, record.archive)
-        watcher = TarWatcher(chunks)
+        watcher = TarWatcher(
+            chunks,
+            allow_devices=allow_devices,
+            reserved_names=journal.RESERVED_NAMES,
+            # archive_name=record.archive,  TODO(lead): once TarWatcher takes it
+        )
         try:
             data_path.import_tar(session, staging_path, watcher)
         except (errors.HelperFailed, errors.EngineError) as failure:
@@ -194,11 +297,3 @@ def _apply_what_tar_left_out(
                 ],
                 "setting the owners of symlinks",
             )
-
-
-def _remove_staging(session: helper.HelperSession, staging_path: str) -> None:
-    # Best effort: if this fails too, the next restore's probe removes the leftover.
-    try:
-        session.run(["rm", "-rf", "--", staging_path])
-    except (errors.OpskitError, errors.Interrupted) as exc:
-        log.error("restore.staging_cleanup_failed", path=staging_path, error=str(exc))

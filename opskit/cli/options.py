@@ -29,3 +29,12 @@ DockerHostOption = Annotated[
         show_default=False,
     ),
 ]
+WaitOption = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        min=0,
+        help="Seconds to wait for another opskit run on the same volume or path to finish "
+        "(default 0: fail at once, naming that run).",
+    ),
+]

@@ -11,10 +11,11 @@ from rich.table import Table
 
 from opskit.actions.backup import BackupRequest, run_backup
 from opskit.actions.list_backups import run_list_backups
+from opskit.actions.recover import RecoverRequest, run_recover
 from opskit.actions.restore import RestoreRequest, RestoreResult, run_restore
 from opskit.archive.catalog import BackupRecord
 from opskit.cli import render
-from opskit.cli.options import ConfigOption, DockerHostOption, JsonOption
+from opskit.cli.options import ConfigOption, DockerHostOption, JsonOption, WaitOption
 from opskit.config.load import load_config
 from opskit.config.schema import Config
 
@@ -99,6 +100,7 @@ def backup(
     transfer: TransferOption = TransferMode.auto,
     helper_image: HelperImageOption = None,
     docker_host: DockerHostOption = None,
+    wait: WaitOption = 0,
     config_path: ConfigOption = None,
 ) -> None:
     """Back up a volume (or a host directory) into a .tar.zst/.tar.gz/.tar archive.
@@ -121,6 +123,7 @@ def backup(
         transfer=transfer.value,
         helper_image=helper_image,
         docker_host=docker_host,
+        wait_seconds=wait,
     )
     with render.progress_bar(f"backup {source}", enabled=not json_output) as bar:
         record = run_backup(
@@ -134,7 +137,9 @@ def backup(
         f"  archive  {record.location}\n"
         f"  size     {render.human_size(record.size)} ({record.compression}, "
         f"{render.human_size(record.tar_size)} of tar)\n"
-        f"  sha256   {record.sha256}",
+        f"  sha256   {record.sha256}\n"
+        f"  tar      {record.tar or 'unknown'}"
+        + (f" (keeps {', '.join(record.tar_keeps)})" if record.tar_keeps else ""),
         markup=False,
     )
 
@@ -217,10 +222,19 @@ def restore(
         ),
     ] = False,
     stop_containers: StopContainersOption = False,
+    allow_devices: Annotated[
+        bool,
+        typer.Option(
+            "--allow-devices",
+            help="Restore device nodes the archive holds (refused by default: a planted "
+            "device node gives raw access to a disk).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
     transfer: TransferOption = TransferMode.auto,
     helper_image: HelperImageOption = None,
     docker_host: DockerHostOption = None,
+    wait: WaitOption = 0,
     config_path: ConfigOption = None,
 ) -> None:
     """Restore a backup. Refuses a non-empty target without --force; never leaves it half-written.
@@ -246,6 +260,8 @@ def restore(
         transfer=transfer.value,
         helper_image=helper_image,
         docker_host=docker_host,
+        wait_seconds=wait,
+        allow_devices=allow_devices,
     )
     with render.progress_bar(f"restore {source}", enabled=not json_output) as bar:
         result = run_restore(
@@ -272,4 +288,52 @@ def _print_restore(result: RestoreResult) -> None:
         lines.append(f"  previous contents saved as {result.safety_backup.id} (tag pre-restore)")
     if result.restarted_containers:
         lines.append(f"  restarted {', '.join(result.restarted_containers)}")
+    if result.setid_count:
+        shown = ", ".join(render.printable(name) for name in result.setid_files[:10])
+        more = result.setid_count - min(len(result.setid_files), 10)
+        lines.append(
+            f"  setuid/setgid files restored: {result.setid_count} ({shown}"
+            + (f", and {more} more)" if more > 0 else ")")
+        )
     render.stdout.print("\n".join(lines), markup=False)
+    if result.signal_after_commit:
+        render.notice(
+            f"{result.signal_after_commit} arrived after the restore was complete; it is complete"
+        )
+    if result.old_contents_left:
+        render.notice(
+            f"the replaced contents still wait, hidden, in {result.target}; the next opskit run "
+            f"on it deletes them (or now: opskit volume recover {result.target})"
+        )
+
+
+@app.command("recover")
+def recover(
+    target: Annotated[str, typer.Argument(help="Volume name or host path.")],
+    json_output: JsonOption = False,
+    helper_image: HelperImageOption = None,
+    docker_host: DockerHostOption = None,
+    wait: WaitOption = 0,
+    config_path: ConfigOption = None,
+) -> None:
+    """Finish or roll back a restore that was killed, as the target's journal says.
+
+    Every backup and restore does this first anyway; use it to make the target consistent now.
+
+    Examples:
+
+      opskit volume recover pgdata
+
+      opskit volume recover /srv/app/uploads --wait 600
+    """
+    config = load_config(config_path)
+    request = RecoverRequest(
+        target=target, helper_image=helper_image, docker_host=docker_host, wait_seconds=wait
+    )
+    result = run_recover(request, config, notify=render.notice)
+    if json_output:
+        render.print_json(result.to_dict())
+        return
+    render.stdout.print(
+        result.done or f"nothing to recover in {result.target_kind} {result.target}", markup=False
+    )

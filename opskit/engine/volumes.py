@@ -67,6 +67,7 @@ def inspect_volume(engine: Engine, name: str) -> VolumeInfo:
         name=name,
         driver=volume.attrs.get("Driver", "local"),
         labels=volume.attrs.get("Labels") or {},
+        mountpoint=volume.attrs.get("Mountpoint") or "",
     )
 
 

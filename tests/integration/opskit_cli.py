@@ -181,3 +181,40 @@ def wait_for_next_second() -> None:
 
 def volume_mountpoint(client: docker.DockerClient, name: str) -> Path:
     return Path(client.volumes.get(name).attrs["Mountpoint"])
+
+
+def start_opskit(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start `python -m opskit ARGS` as a user would, without waiting for it."""
+    return subprocess.Popen(
+        opskit_command(*args),
+        cwd=REPOSITORY,
+        env=opskit_environment(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 180) -> subprocess.CompletedProcess:
+    """Wait for a started opskit; fail (killing it) if it runs past `timeout` seconds."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        raise AssertionError(
+            f"opskit hung: still running after {timeout:.0f} s\n{stderr}"
+        ) from None
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def bytes_below(directory: Path, pattern: str) -> int:
+    """Bytes in the files below the entries of `directory` matching `pattern`."""
+    total = 0
+    for path in directory.glob(pattern) if directory.is_dir() else []:
+        for file in [path, *path.rglob("*")] if path.is_dir() else [path]:
+            try:
+                total += file.stat().st_size if file.is_file() else 0
+            except OSError:
+                pass
+    return total

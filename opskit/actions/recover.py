@@ -1,0 +1,52 @@
+"""`volume recover`: finish or roll back a restore that was killed, as the target's journal says.
+
+Every backup and restore of a target does this first anyway; this command does only this, for
+the operator who wants the target consistent now (the message of a failed swap names it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opskit.actions import staging
+from opskit.actions.session import Notify, quiet, used_by_others
+from opskit.config.schema import Config
+from opskit.engine import client, helper, lock, volumes
+
+
+@dataclass
+class RecoverRequest:
+    target: str  # a volume name or a host path
+    helper_image: str | None = None
+    docker_host: str | None = None
+    wait_seconds: float = 0.0
+
+
+@dataclass
+class RecoverResult:
+    target: str
+    target_kind: str
+    done: str | None  # what was finished or rolled back; None: nothing was pending
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "target_kind": self.target_kind, "done": self.done}
+
+
+def run_recover(request: RecoverRequest, config: Config, notify: Notify = quiet) -> RecoverResult:
+    """Given a target, finish or roll back its interrupted restore under its lock. Return what
+    was done. Raise `NotFound` if the target is missing, `TargetLocked` if a run holds it,
+    `UnfinishedRestore` if its journal is invalid, `SwapFailed` if the swap cannot finish."""
+    target = volumes.DataSource.parse(request.target)
+    engine = client.connect(request.docker_host)
+    try:
+        volumes.check_source_exists(engine, target)
+        image = request.helper_image or config.helper_image
+        with lock.held(engine, target, "recover", image, request.wait_seconds, notify):
+            used_by_others(engine, target)  # raises if an older opskit's helper uses it
+            with helper.helper_session(
+                engine, image, target, staging.TARGET_MOUNT_POINT, read_only=False
+            ) as session:
+                done = staging.recover(session, target.describe())
+        return RecoverResult(target=target.name, target_kind=target.kind, done=done)
+    finally:
+        engine.close()
