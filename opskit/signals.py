@@ -49,12 +49,16 @@ def deferred(reraise: bool = True) -> Iterator[Deferred]:
     global _depth, _pending
     caught = Deferred()
     _depth += 1
+    name: str | None = None
     try:
         yield caught
     finally:
         _depth -= 1
-    if _depth == 0 and _pending is not None:
-        name, _pending = _pending, None
+        if _depth == 0:
+            # Taken even when the block raised: its error is what the run reports, and a
+            # signal left pending would be raised by a later, unrelated section.
+            name, _pending = _pending, None
+    if name is not None:
         if reraise:
             raise errors.Interrupted(name)
         caught.signal_name = name

@@ -103,7 +103,10 @@ class Journal:
 
 def parse_journal(text: str) -> Journal:
     """Return the journal in `text`. Raise ValueError if it is not a valid one."""
-    document = json.loads(text)
+    try:
+        document = json.loads(text)
+    except RecursionError:  # nesting deeper than Python's stack: hostile, not a journal
+        raise ValueError("nested too deeply") from None
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
     restore_id, backup_id, phase = (document.get(k) for k in ("restore_id", "backup_id", "phase"))
