@@ -26,7 +26,7 @@ from opskit.archive.pipeline import (
 )
 from opskit.archive.tar_root import TarWatcher
 from opskit.archive.threads import ReadAhead
-from opskit.engine import helper, transfer
+from opskit.engine import helper, tar_flavour, transfer
 from opskit.storage.base import Storage
 
 log = structlog.get_logger(__name__)
@@ -232,7 +232,8 @@ def _unpack_verified(
             chunks,
             allow_devices=allow_devices,
             reserved_names=journal.RESERVED_NAMES,
-            # archive_name=record.archive,  TODO(lead): once TarWatcher takes it
+            archive_name=record.archive,
+            extractor_reads_pax_size=_extractor_reads_pax_size(session, data_path),
         )
         try:
             data_path.import_tar(session, staging_path, watcher)
@@ -251,6 +252,14 @@ def _unpack_verified(
             _stop(chunks, read_ahead)
         verify_digest(stored, record.sha256, record.size, record.archive)
     return watcher
+
+
+def _extractor_reads_pax_size(session: helper.HelperSession, data_path: transfer.Transfer) -> bool:
+    """Whether what unpacks the stream honours PAX `size` records (GNU tar, the engine's Go
+    archive/tar) or not (busybox): the watcher must read the stream the same way."""
+    if data_path.name == transfer.ArchiveApiTransfer.name:
+        return True
+    return session.tar_flavour().kind == tar_flavour.GNU
 
 
 def _stop(chunks: object, read_ahead: ReadAhead) -> None:
