@@ -60,7 +60,7 @@ HelperImageOption = Annotated[
     typer.Option(
         "--helper-image",
         envvar="OPSKIT_HELPER_IMAGE",
-        help="Helper image with sh and tar (default: config helper_image, busybox:stable).",
+        help="Helper image with sh and tar (default: config helper_image, opskit-helper:gnu-tar).",
         show_default=False,
     ),
 ]

@@ -7,7 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from opskit.config.ports_policy import PortsPolicy
 from opskit.config.targets import TargetConfig
 
-DEFAULT_HELPER_IMAGE = "busybox:stable"
+# Built offline by scripts/setup-engine.sh: busybox plus Debian's GNU tar (most fidelity).
+DEFAULT_HELPER_IMAGE = "opskit-helper:gnu-tar"
 DEFAULT_TARGET = "/var/backups/opskit"
 
 
@@ -18,8 +19,11 @@ class Config(BaseModel):
 
     helper_image: str = Field(
         default=DEFAULT_HELPER_IMAGE,
-        description="Image of the temporary helper containers; it needs sh and tar (busybox).",
-        examples=["busybox:stable"],
+        description="Image of the temporary helper containers; it needs busybox's sh and "
+        "tools, and a tar. With GNU tar (the default, built by scripts/setup-engine.sh) "
+        "backups keep large owners, xattrs, ACLs, sparse files and exact mtimes; with busybox "
+        "tar (busybox:stable) a backup that would lose one of them fails instead.",
+        examples=["opskit-helper:gnu-tar", "busybox:stable"],
     )
     default_target: str = Field(
         default=DEFAULT_TARGET,

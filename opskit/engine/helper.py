@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import docker.types
 import structlog
 
 from opskit import errors
-from opskit.engine import orphans
+from opskit.engine import orphans, tar_flavour
 from opskit.engine.client import Engine, translated_errors
 from opskit.engine.volumes import HELPER_LABEL, DataSource
 from opskit.process_owner import owner_label
@@ -26,16 +27,72 @@ log = structlog.get_logger(__name__)
 
 # The helper waits for exec commands; removal kills it, so the length only bounds a leak.
 IDLE_COMMAND = ["sleep", "2147483647"]
+# The default helper image, which scripts/setup-engine.sh builds offline (config/schema.py).
+GNU_TAR_IMAGE = "opskit-helper:gnu-tar"
+
+
+# tar's messages are kept whole up to this size; beyond it, the head and the tail.
+OUTPUT_LIMIT = 64 * 1024
+# Lines that only say that an error came before (busybox, GNU tar), and GNU tar's warnings that
+# never cause a failure: never "the" error.
+NOT_THE_ERROR = (
+    "error exit delayed from previous errors",
+    "Exiting with failure status due to previous errors",
+    "socket ignored",
+    "implausibly old time stamp",
+    "Removing leading",
+    "bytes of output left out",
+)
 
 
 @dataclass(frozen=True)
 class ExecResult:
     exit_code: int
-    output: str  # stdout and stderr, small (tar's messages), never data
+    output: str  # stdout and stderr, bounded (head and tail of OUTPUT_LIMIT), never data
 
     def last_line(self) -> str:
         lines = [line for line in self.output.strip().splitlines() if line.strip()]
         return lines[-1].strip() if lines else f"exit code {self.exit_code}"
+
+    def first_error_line(self) -> str:
+        """Return the first line that states an error (e.g. "tar: ./file: No such file or
+        directory"), not a later summary such as busybox's "error exit delayed from previous
+        errors"; the last line if none qualifies."""
+        for line in self.output.splitlines():
+            text = line.strip()
+            if text and not any(noise in text for noise in NOT_THE_ERROR):
+                return text
+        return self.last_line()
+
+
+class BoundedOutput:
+    """Collects a command's output: all of it up to `limit` bytes, else its head and tail."""
+
+    def __init__(self, limit: int = OUTPUT_LIMIT) -> None:
+        self.half = limit // 2
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.left_out = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if not chunk:
+            return
+        self.tail += chunk
+        if len(self.tail) > self.half:
+            excess = len(self.tail) - self.half
+            self.left_out += excess
+            del self.tail[:excess]
+
+    def text(self) -> str:
+        head = self.head.decode("utf-8", "replace")
+        tail = self.tail.decode("utf-8", "replace")
+        if not self.left_out:
+            return head + tail
+        return f"{head}\n[... {self.left_out} bytes of output left out ...]\n{tail}"
 
 
 class RunningExec:
@@ -73,17 +130,29 @@ class HelperSession:
         self.engine = engine
         self.container_id = container_id
         self.mount_point = mount_point
+        self._tar_flavour: tar_flavour.TarFlavour | None = None
 
     def run(self, command: list[str]) -> ExecResult:
-        """Run `command` in the helper and wait for it; return its exit code and output."""
+        """Run `command` in the helper and wait for it; return its exit code and output
+        (bounded: see `BoundedOutput`)."""
         api = self.engine.client.api
+        collected = BoundedOutput()
         with translated_errors("running a command in the helper container"):
             exec_id = api.exec_create(self.container_id, command, user="0:0")["Id"]
-            output = api.exec_start(exec_id)
-            exit_code = api.exec_inspect(exec_id)["ExitCode"]
-        text = output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output)
-        log.debug("helper.exec", command=command, exit_code=exit_code)
+            for chunk in api.exec_start(exec_id, stream=True):
+                collected.add(chunk if isinstance(chunk, bytes) else str(chunk).encode())
+            exit_code = _exit_code(api, exec_id)
+        text = collected.text()
+        log.debug("helper.exec", command=command, exit_code=exit_code, output=text)
         return ExecResult(exit_code=exit_code if exit_code is not None else -1, output=text)
+
+    def tar_flavour(self) -> tar_flavour.TarFlavour:
+        """Return which tar the helper has (`tar --version`, run once per session)."""
+        if self._tar_flavour is None:
+            result = self.run(["tar", "--version"])
+            self._tar_flavour = tar_flavour.parse_version(result.output, result.exit_code)
+            log.debug("helper.tar", writer=self._tar_flavour.writer)
+        return self._tar_flavour
 
     def start(self, command: list[str]) -> RunningExec:
         """Start `command` in the helper without waiting."""
@@ -93,8 +162,18 @@ class HelperSession:
         """Run `command`; raise `HelperFailed` naming `what` if it exits non-zero."""
         result = self.run(command)
         if result.exit_code != 0:
-            raise errors.HelperFailed(f"{what} failed: {result.last_line()}")
+            raise errors.HelperFailed(f"{what} failed: {result.first_error_line()}")
         return result
+
+
+def _exit_code(api: docker.APIClient, exec_id: str) -> int | None:
+    """The exec's exit code; the engine may record it a moment after the output ends."""
+    for _ in range(100):
+        state = api.exec_inspect(exec_id)
+        if state["ExitCode"] is not None or not state.get("Running"):
+            return state["ExitCode"]
+        time.sleep(0.01)
+    return None
 
 
 def ensure_image(engine: Engine, image: str) -> None:
@@ -112,8 +191,9 @@ def ensure_image(engine: Engine, image: str) -> None:
     except docker.errors.DockerException as exc:
         raise errors.HelperImageMissing(
             f"helper image {image} is missing and could not be pulled",
-            "load or build it (scripts/setup-engine.sh builds busybox:stable offline) "
-            "or choose another with --helper-image",
+            f"run scripts/setup-engine.sh, which builds {GNU_TAR_IMAGE} (GNU tar) and "
+            "busybox:stable offline from Debian's packages, or choose another image with "
+            "--helper-image",
         ) from exc
 
 

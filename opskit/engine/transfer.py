@@ -1,10 +1,21 @@
 """The two ways to move tar bytes in and out of a helper container, and the one place that chooses.
 
-- `fifo`: the helper's busybox tar reads/writes a FIFO in a host directory bind-mounted at /io.
+- `fifo`: the helper's tar reads/writes a FIFO in a host directory bind-mounted at /io.
   The host end sets the pipe to 1 MiB, which makes this path as fast as tar on the host. Needs an
-  engine on this machine (it must see our directory).
+  engine on this machine (it must see our directory). The helper's tar is detected once per
+  session: GNU tar writes POSIX (pax) archives with xattrs, ACLs, SELinux labels, sparse files,
+  large owners and exact mtimes; busybox tar writes what it can (tar_flavour.py has the flags).
 - `archive-api`: the engine's archive endpoints (GET/PUT /containers/{id}/archive). Works for any
-  engine, remote ones included, with no shared filesystem.
+  engine, remote ones included, with no shared filesystem. The engine's own tar (Go
+  archive/tar) keeps large owners, file capabilities, pre-1970 mtimes (in the archive) and
+  directory mtimes; it loses ACLs, other xattrs, sparse holes and sub-second mtimes. Restoring
+  through it also sets pre-1970 mtimes to 0 and drops setuid/setgid from files that have
+  hardlinks (the engine chowns the link after the file's chmod).
+
+Fidelity is described by `TarFidelity(writer, keeps)`: `keeps` uses the vocabulary of
+tar_flavour.py (`large-owners`, `xattrs`, `capabilities`, `acls`, `selinux`, `sparse`,
+`subsecond-mtimes`, `pre-1970-mtimes`, `dir-mtimes`). Before a backup, `check_source` refuses
+data that the writer would silently change (source_check.py).
 
 Data never goes through a container's stdout/attach stream: measured 15x slower.
 """
@@ -16,6 +27,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
 import select
 import shutil
@@ -29,9 +41,11 @@ import docker.types
 import structlog
 
 from opskit import errors
+from opskit.engine import source_check, tar_flavour
 from opskit.engine.client import Engine, translated_errors
-from opskit.engine.helper import HelperSession, RunningExec
+from opskit.engine.helper import GNU_TAR_IMAGE, ExecResult, HelperSession, RunningExec
 from opskit.process_owner import owner_in_name, owner_is_alive, owner_token
+from opskit.untrusted import printable
 
 log = structlog.get_logger(__name__)
 
@@ -42,14 +56,20 @@ IO_MOUNT_POINT = "/io"
 # /run is shared with dockerd even when opskit runs under systemd with PrivateTmp=yes.
 IO_PARENT_CANDIDATES = (Path("/run/opskit"),)
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+ARCHIVE_ENDPOINT_WRITER = "engine archive endpoint"
+# Measured on Docker 20.10 (tests/integration/test_fidelity.py): Go's archive/tar as the engine
+# uses it writes PAX owners and times, truncated to the second, and only this one xattr.
+ARCHIVE_ENDPOINT_KEEPS = ("large-owners", "capabilities", "pre-1970-mtimes", "dir-mtimes")
 
 ChunkSink = Callable[[bytes], object]
+_SHORT_WRITE = re.compile(r"Wrote only \d+ of \d+ bytes")
 
 
 @dataclass(frozen=True)
 class TarFidelity:
-    """The tar that writes an archive (`gnu tar 1.34`), and what it keeps beyond owners, modes,
-    links and file mtimes (e.g. `xattrs`, `acls`, `sparse`, `large-owners`, `subsecond-mtimes`)."""
+    """The tar that writes an archive (`gnu tar 1.34`, `busybox tar 1.35.0`, `engine archive
+    endpoint`), and what it keeps beyond owners, modes, links and file mtimes (tokens of
+    tar_flavour.KEEPS_VOCABULARY, e.g. `xattrs`, `acls`, `sparse`, `large-owners`)."""
 
     writer: str
     keeps: tuple[str, ...]
@@ -77,14 +97,58 @@ class Transfer(abc.ABC):
 
     def fidelity(self, session: HelperSession) -> TarFidelity:
         """Which tar writes archives on this path, and what it keeps beyond the basics."""
-        return TarFidelity(writer="", keeps=())
+        flavour = session.tar_flavour()
+        return TarFidelity(writer=flavour.writer, keeps=flavour.keeps)
 
     def check_source(
         self, session: HelperSession, directory: str, host_directory: str | None
     ) -> None:
         """Raise `FidelityLoss` if this path's tar would silently change something in
         `directory` (large owners, ACLs, xattrs). `host_directory` is the same data on this
-        machine, if the engine shares our filesystem."""
+        machine, if the engine shares our filesystem: only there are ACLs and xattrs seen.
+        Without it, large owners are looked for in the helper."""
+        fidelity = self.fidelity(session)
+        finding = None
+        searched_host = False
+        if host_directory is not None:
+            try:
+                finding = source_check.first_loss(host_directory, fidelity.keeps)
+                searched_host = True
+            except OSError as exc:
+                log.debug("source_check.host_unreadable", path=host_directory, error=str(exc))
+        if not searched_host and "large-owners" not in fidelity.keeps:
+            finding = source_check.first_large_owner_in_helper(session, directory)
+        if finding is not None:
+            raise errors.FidelityLoss(
+                f"the source holds {finding.describe()}, which {_writer_phrase(fidelity.writer)} "
+                f"{_how_lost(finding.kind)}",
+                self._fix(finding.kind),
+            )
+
+    def _fix(self, kind: str) -> str:
+        if kind == "trusted":
+            return (
+                "no helper can read them (they need CAP_SYS_ADMIN): back this data up on its "
+                "host (GNU tar --xattrs as root), or remove those attributes"
+            )
+        return (
+            f"use a helper image with GNU tar (--helper-image {GNU_TAR_IMAGE}, built by "
+            "scripts/setup-engine.sh)"
+        )
+
+
+def _writer_phrase(writer: str) -> str:
+    return "the engine's archive endpoint" if writer == ARCHIVE_ENDPOINT_WRITER else writer
+
+
+def _how_lost(kind: str) -> str:
+    if kind == "large-owners":
+        return "cuts to 24 bits"
+    if kind == "acls":
+        return "loses (and the group bits would then show the ACL mask)"
+    if kind == "trusted":
+        return "cannot read"
+    return "loses"
 
 
 def choose_transfer(engine: Engine, mode: str = "auto") -> Transfer:
@@ -155,7 +219,7 @@ class FifoTransfer(Transfer):
         descriptor = os.open(host_path, os.O_RDONLY | os.O_NONBLOCK)
         try:
             _grow_pipe(descriptor)
-            tar = session.start(["tar", "-cf", helper_path, "-C", directory, "."])
+            tar = session.start(session.tar_flavour().create_command(helper_path, directory))
             _wait_for_writer(descriptor, tar)
             os.set_blocking(descriptor, True)
             while chunk := os.read(descriptor, CHUNK_SIZE):
@@ -163,11 +227,17 @@ class FifoTransfer(Transfer):
         finally:
             os.close(descriptor)
             host_path.unlink(missing_ok=True)
+        result = tar.wait()
+        if result.exit_code == 1 and session.tar_flavour().kind == tar_flavour.GNU:
+            # GNU tar's "some files differ": a file changed, shrank or went while it was read.
+            # The archive is whole; a live source (no --stop-containers) was already warned of.
+            log.warning("the source changed while it was read", detail=tar_error(result))
+            return
         _check_tar(tar, f"reading {directory} in the helper container")
 
     def import_tar(self, session: HelperSession, directory: str, chunks: Iterable[bytes]) -> None:
         host_path, helper_path = self._new_fifo("import")
-        tar = session.start(["tar", "-xf", helper_path, "--numeric-owner", "-C", directory])
+        tar = session.start(session.tar_flavour().extract_command(helper_path, directory))
         descriptor = -1
         try:
             descriptor = _open_writer(host_path, tar)
@@ -208,7 +278,7 @@ def _wait_for_writer(descriptor: int, tar: RunningExec) -> None:
             if poller.poll(0):
                 return
             result = tar.wait()
-            raise errors.HelperFailed(f"the helper's tar did not start: {result.last_line()}")
+            raise errors.HelperFailed(f"the helper's tar did not start: {tar_error(result)}")
 
 
 def _open_writer(host_path: Path, tar: RunningExec) -> int:
@@ -221,14 +291,25 @@ def _open_writer(host_path: Path, tar: RunningExec) -> int:
                 raise
         if tar.done:
             result = tar.wait()
-            raise errors.HelperFailed(f"the helper's tar did not start: {result.last_line()}")
+            raise errors.HelperFailed(f"the helper's tar did not start: {tar_error(result)}")
         time.sleep(0.02)
 
 
 def _check_tar(tar: RunningExec, what: str) -> None:
     result = tar.wait()
     if result.exit_code != 0:
-        raise errors.HelperFailed(f"{what} failed: {result.last_line()}")
+        raise errors.HelperFailed(f"{what} failed: {tar_error(result)}")
+
+
+def tar_error(result: ExecResult) -> str:
+    """tar's first real error line (not "error exit delayed from previous errors"), printable;
+    the whole bounded output goes to the debug log."""
+    log.debug("tar.failed", exit_code=result.exit_code, output=result.output)
+    line = result.first_error_line()
+    if _SHORT_WRITE.search(line):
+        # GNU tar reports a disk that filled up only as a short write, with no errno.
+        line += " (a short write: No space left on device, or over quota)"
+    return printable(line)
 
 
 class ArchiveApiTransfer(Transfer):
@@ -238,6 +319,19 @@ class ArchiveApiTransfer(Transfer):
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def fidelity(self, session: HelperSession) -> TarFidelity:
+        """The engine writes the archive; the helper's tar plays no part."""
+        return TarFidelity(writer=ARCHIVE_ENDPOINT_WRITER, keeps=ARCHIVE_ENDPOINT_KEEPS)
+
+    def _fix(self, kind: str) -> str:
+        if kind == "trusted":
+            return super()._fix(kind)
+        return (
+            f"use the fifo transfer (--transfer fifo, with the engine on this machine) and a "
+            f"helper image with GNU tar (--helper-image {GNU_TAR_IMAGE}, built by "
+            "scripts/setup-engine.sh)"
+        )
 
     def export_tar(self, session: HelperSession, directory: str, sink: ChunkSink) -> None:
         api = self.engine.client.api
