@@ -1,6 +1,34 @@
-"""Run opskit as `python -m opskit`."""
+"""Run opskit: the console script `opskit` and `python -m opskit`.
 
-from opskit.cli import main
+Loading the CLI imports typer, docker, pydantic and boto3's neighbours, which takes most of a
+second. A Ctrl-C or SIGTERM then must not print a traceback: handlers that end the process
+quietly are installed first, with nothing but the standard library loaded. Nothing has been
+done yet at that point, so there is nothing to clean up. `opskit.cli.main()` installs the real
+handlers (`opskit.signals`) as its first step.
+"""
+
+import os
+import signal
+
+# Signals that end a start-up, and the exit code the shell would show for each.
+_STARTUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupted_during_startup(signum: int, frame: object) -> None:
+    name = signal.Signals(signum).name
+    os.write(2, f"error: interrupted by {name} during start-up\n".encode())
+    # os._exit: raising here would unwind through half-run imports and print their traceback.
+    os._exit(128 + signum)
+
+
+def main() -> None:
+    """Install quiet start-up signal handlers, then load and run the CLI."""
+    for signum in _STARTUP_SIGNALS:
+        signal.signal(signum, _interrupted_during_startup)
+    from opskit.cli import main as run_cli  # the slow part: imports of third-party packages
+
+    run_cli()
+
 
 if __name__ == "__main__":
     main()

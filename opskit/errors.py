@@ -8,6 +8,8 @@ traceback.
 
 from __future__ import annotations
 
+import signal
+
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
@@ -119,8 +121,15 @@ class Interrupted(BaseException):
     `finally` blocks still runs on the way out.
     """
 
-    exit_code = 130
-
     def __init__(self, signal_name: str = "SIGINT") -> None:
         self.signal_name = signal_name
         super().__init__(f"interrupted by {signal_name}")
+
+    @property
+    def exit_code(self) -> int:
+        """What a shell shows for a process ended by the signal: 130 for SIGINT, 143 for
+        SIGTERM, 129 for SIGHUP."""
+        try:
+            return 128 + int(signal.Signals[self.signal_name])
+        except KeyError:
+            return 130

@@ -12,18 +12,28 @@ import socket
 
 
 def process_start_ticks(pid: int) -> str:
-    """Return the process's start time in clock ticks since boot ('' if there is no such pid)."""
+    """Return the process's start time in clock ticks since boot ('' if there is no such pid).
+
+    A zombie keeps its start time: it names the same process until it is reaped, so a label
+    taken just as a child exits still identifies it (whether it is alive is `owner_is_alive`'s
+    question, not this one's).
+    """
+    status = _process_status(pid)
+    return status[1] if status else ""
+
+
+def _process_status(pid: int) -> tuple[str, str] | None:
+    """Return (state letter, start ticks) from /proc/PID/stat, or None if there is no such pid."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
             # The command name (field 2) may hold spaces, so split after its ')'.
             fields = stat.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return ""
-    try:
-        # A zombie (state Z) is dead already; field 22 is the start time.
-        return "" if fields[0] == "Z" else fields[19]
-    except IndexError:
-        return ""
+        return None
+    if len(fields) < 20:
+        return None
+    # Field 3 is the state, field 22 the start time.
+    return fields[0], fields[19]
 
 
 def _host() -> str:
@@ -54,4 +64,6 @@ def owner_is_alive(label: str) -> bool:
     pid_text, _, start_ticks = rest.partition(":")
     if host != _host() or not pid_text.isdigit() or not start_ticks:
         return True
-    return process_start_ticks(int(pid_text)) == start_ticks
+    status = _process_status(int(pid_text))
+    # A zombie (Z) or dead (X) process has finished: only its exit status is left to collect.
+    return status is not None and status[0] not in ("Z", "X") and status[1] == start_ticks

@@ -22,7 +22,7 @@ def run_list_backups(location: str, config: Config, volume: str | None = None) -
         if directory is not None and not directory.is_dir():
             raise errors.NotFound(
                 f"backup directory {untrusted.printable(str(directory))} does not exist",
-                "check --from (a relative directory is written ./name)",
+                "check --from",
             )
         storage.remove_leftovers()
         source = DataSource.parse(volume).name if volume else None

@@ -109,6 +109,7 @@ def run_restore(
     """
     source = volumes.DataSource.parse(request.source)
     storage = open_storage(request.from_, config)
+    storage.remove_leftovers()  # partial files of killed runs
     engine = client.connect(request.docker_host)
     try:
         record = catalog.find_record(storage, source.name, request.backup)

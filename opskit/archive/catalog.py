@@ -11,15 +11,16 @@ import dataclasses
 import json
 import re
 import secrets
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
-from opskit import errors
+from opskit import errors, untrusted
 from opskit.archive.pipeline import SUFFIXES
-from opskit.storage.base import Storage, check_name
+from opskit.storage.base import ObjectInfo, Storage, check_name
 
 log = structlog.get_logger(__name__)
 
@@ -62,19 +63,123 @@ class BackupRecord:
         return cls(**{key: value for key, value in data.items() if key in known})
 
 
+@dataclass(frozen=True)
+class MetadataProblem:
+    """A metadata file in the store that is not a valid backup record, and why.
+
+    `name` is the object's name as stored: it may hold anything, so show it with `str(problem)`
+    or `untrusted.printable`. `reason` is printable.
+    """
+
+    name: str
+    reason: str
+    claimed_source: str | None = None  # a valid record in a misnamed file: the source it names
+
+    def __str__(self) -> str:
+        return f"{untrusted.printable(self.name)}: {self.reason}"
+
+
+class Listing(list[BackupRecord]):
+    """The valid backups of a store, oldest first (a list), and `problems`: the metadata files
+    that could not be read, each passed over so one bad file does not hide the rest."""
+
+    def __init__(
+        self, records: Iterable[BackupRecord] = (), problems: Iterable[MetadataProblem] = ()
+    ) -> None:
+        super().__init__(records)
+        self.problems = list(problems)
+
+
+MAX_METADATA_BYTES = untrusted.MIB  # a record is about 1 KB; a bigger file is damaged
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z")
+KINDS = ("volume", "path")
+# Required fields, then the optional ones with their checks; unknown keys are ignored, so a
+# later version may add fields.
+_REQUIRED = ("id", "source", "kind", "created", "size", "sha256", "compression", "archive")
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_text_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_text_map(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(key, str) and isinstance(item, str) for key, item in value.items()
+    )
+
+
+def _is_optional_text(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _is_format(value: object) -> bool:
+    return _is_count(value) and value != 0
+
+
+def _matches(pattern: re.Pattern[str]) -> Callable[[object], bool]:
+    return lambda value: isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
+def _one_of(choices: Iterable[str]) -> Callable[[object], bool]:
+    allowed = frozenset(choices)
+    return lambda value: isinstance(value, str) and value in allowed
+
+
+_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "id": (_matches(SAFE_ID), "not a safe name (letters, digits, _ . -)"),
+    "source": (_matches(re.compile(r".+", re.DOTALL)), "not a non-empty string"),
+    "kind": (_one_of(KINDS), "not volume or path"),
+    "created": (_matches(ISO_UTC), "not a UTC ISO 8601 time"),
+    "size": (_is_count, "not a byte count"),
+    "sha256": (_matches(SHA256_HEX), "not 64 lowercase hex digits"),
+    "compression": (_one_of(SUFFIXES), f"not one of {', '.join(SUFFIXES)}"),
+    "archive": (_is_text, "not a string"),
+    "tags": (_is_text_list, "not a list of strings"),
+    "tar_size": (_is_count, "not a byte count"),
+    "volume_driver": (_is_optional_text, "not a string or null"),
+    "volume_labels": (_is_text_map, "not a mapping of strings"),
+    "stopped_containers": (_is_text_list, "not a list of strings"),
+    "transfer": (_is_text, "not a string"),
+    "tar": (_is_text, "not a string"),
+    "tar_keeps": (_is_text_list, "not a list of strings"),
+    "hostname": (_is_text, "not a string"),
+    "tool_version": (_is_text, "not a string"),
+    "format": (_is_format, "not a format number"),
+}
+
+
 def parse_record(data: object) -> BackupRecord:
-    """Return the record in a metadata document. Raise ValueError if it is not a valid one."""
+    """Given a metadata document, return its record. Raise ValueError with a printable reason
+    (missing or wrongly typed fields, an unsafe id or archive name) if it is not a valid one."""
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
+    missing = [name for name in _REQUIRED if name not in data]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    wrong = [name for name, (check, _) in _CHECKS.items() if name in data and not check(data[name])]
+    if wrong:
+        raise ValueError("; ".join(f"{name} is {_CHECKS[name][1]}" for name in wrong))
+    if data.get("format", FORMAT_VERSION) > FORMAT_VERSION:
+        raise ValueError(f"written by a newer opskit (format {data['format']})")
+    # The archive's name is derived from the id, as backups write it: metadata cannot point a
+    # restore at another object, and no name from it reaches a path unchecked.
+    expected = archive_name(data["id"], data["compression"])
+    if data["archive"] != expected:
+        shown = untrusted.printable(data["archive"])
+        raise ValueError(f"archive is {shown!r}, not {expected!r}")
+    check_name(expected)
     record = BackupRecord.from_dict(data)
-    for name in ("id", "source", "kind", "created", "sha256", "compression", "archive"):
-        if not isinstance(getattr(record, name), str):
-            raise ValueError(f"{name} is not a string")
-    if not isinstance(record.size, int) or record.compression not in SUFFIXES:
-        raise ValueError("bad size or compression")
-    if not isinstance(record.tags, list) or not all(isinstance(tag, str) for tag in record.tags):
-        raise ValueError("tags is not a list of strings")
-    check_name(record.archive)
+    record.location = ""
     return record
 
 
@@ -114,47 +219,132 @@ def write_record(storage: Storage, record: BackupRecord) -> None:
     storage.write_bytes(metadata_name(record.id), text.encode())
 
 
-def list_records(storage: Storage, source: str | None = None) -> list[BackupRecord]:
-    """Return the store's backups (of `source` only, if given), oldest first.
+def could_be_backup_of(name: str, source: str | None = None) -> bool:
+    """Whether object `name` is named as the metadata file of a backup (of `source`, if given).
 
-    Unreadable metadata files are logged and passed over, so one bad file does not hide the rest.
+    Backups are named `<slug of source>-<time>-<suffix>.json`, so this tells, without reading a
+    damaged file, that it may be one of this source's backups; other JSON files in a store (an
+    inventory, a manifest) are no backups.
     """
-    records = []
+    slug = re.escape(source_slug(source)) if source is not None else "[^/]+"
+    pattern = slug + r"-[0-9]{8}T[0-9]{6}Z-[^/]*" + re.escape(METADATA_SUFFIX)
+    return re.fullmatch(pattern, name, re.DOTALL) is not None
+
+
+def list_records(storage: Storage, source: str | None = None) -> Listing:
+    """Return the store's valid backups (of `source` only, if given), oldest first, with the
+    metadata files that are not valid records as `problems`.
+
+    A problem is a file named like a backup's metadata that cannot be read, is larger than
+    `MAX_METADATA_BYTES` or is not a valid record, or a valid record in a file not named
+    `<id>.json` for the id it holds (it is ignored, so it cannot shadow a backup). With `source`,
+    the problems are those named like its backups or claiming to be one.
+    """
+    records: list[BackupRecord] = []
+    problems: list[MetadataProblem] = []
     for info in storage.list():
         if not info.name.endswith(METADATA_SUFFIX) or "/" in info.name:
             continue
-        try:
-            data = json.loads(storage.read_bytes(info.name))
-            record = parse_record(data)
-        except errors.NotFound:
-            continue  # removed while we listed
-        except (ValueError, TypeError) as exc:
-            log.warning("unreadable backup metadata, passed over", object=info.name, error=str(exc))
-            continue
-        if source is not None and record.source != source:
-            continue
-        record.location = storage.location(record.archive)
-        records.append(record)
-    return sorted(records, key=lambda record: (record.created, record.id))
+        entry = _read_entry(storage, info)
+        if isinstance(entry, BackupRecord):
+            if source is None or entry.source == source:
+                entry.location = storage.location(entry.archive)
+                records.append(entry)
+        elif entry is not None and _concerns(entry, source):
+            log.info("backup metadata passed over", problem=str(entry))
+            problems.append(entry)
+    records.sort(key=lambda record: (record.created, record.id))
+    return Listing(records, problems)
+
+
+def _read_entry(storage: Storage, info: ObjectInfo) -> BackupRecord | MetadataProblem | None:
+    """Return the record in metadata object `info`, or the problem with it (None if it was
+    removed meanwhile)."""
+    try:
+        record = parse_record(json.loads(_read_metadata(storage, info)))
+    except errors.NotFound:
+        return None
+    except errors.StorageError as exc:
+        return MetadataProblem(info.name, f"cannot be read ({exc})")
+    except RecursionError:
+        return MetadataProblem(info.name, "nested too deeply")
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return MetadataProblem(info.name, untrusted.printable(str(exc)))
+    if info.name != metadata_name(record.id):
+        reason = f"holds backup {record.id}, whose file is {metadata_name(record.id)}"
+        return MetadataProblem(info.name, reason, claimed_source=record.source)
+    return record
+
+
+def _concerns(problem: MetadataProblem, source: str | None) -> bool:
+    """Whether `problem` is worth reporting for `source` (any source if None): the file is
+    named like its backups' metadata, or holds a record of it."""
+    if problem.claimed_source is not None and source in (None, problem.claimed_source):
+        return True
+    return could_be_backup_of(problem.name, source)
+
+
+def _read_metadata(storage: Storage, info: ObjectInfo) -> bytes:
+    """Return a metadata object's bytes, reading at most `MAX_METADATA_BYTES` (plus one)."""
+    if info.size > MAX_METADATA_BYTES:
+        raise ValueError(f"larger than {untrusted.describe_size(MAX_METADATA_BYTES)}")
+    chunks: list[bytes] = []
+    total = 0
+    with storage.open(info.name) as stream:
+        while total <= MAX_METADATA_BYTES:
+            chunk = stream.read(MAX_METADATA_BYTES + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    if total > MAX_METADATA_BYTES:
+        raise ValueError(f"larger than {untrusted.describe_size(MAX_METADATA_BYTES)}")
+    return b"".join(chunks)
 
 
 def find_record(storage: Storage, source: str, backup_id: str = "latest") -> BackupRecord:
-    """Return the backup `backup_id` (or the newest one) of `source`. Raise `NotFound` if none."""
-    records = list_records(storage, source)
+    """Return the backup `backup_id` (or the newest one) of `source`.
+
+    Raise `NotFound` if there is none. Raise `MetadataCorrupt` if the backup's metadata file is
+    damaged, or, for "latest", if any metadata file named like a backup of `source` is: the
+    newest backup may be the damaged one, and restoring an older one instead must not happen
+    silently.
+    """
+    listing = list_records(storage, source)
+    shown_source = untrusted.printable(source)
+    shown_url = untrusted.printable(storage.url)
     if backup_id == "latest":
-        if not records:
+        damaged = [
+            problem for problem in listing.problems if could_be_backup_of(problem.name, source)
+        ]
+        if damaged:
+            problem = damaged[-1]
+            others = f" ({len(damaged) - 1} more are)" if len(damaged) > 1 else ""
+            raise errors.MetadataCorrupt(
+                f"cannot tell the latest backup of {shown_source} in {shown_url}: metadata file "
+                f"{untrusted.printable(problem.name)} is damaged ({problem.reason}){others}",
+                f"pass --backup ID to restore another (opskit volume list --from {shown_url})",
+            )
+        if not listing:
             raise errors.NotFound(
-                f"no backups of {source} in {storage.url}",
+                f"no backups of {shown_source} in {shown_url}",
                 "check the source name and --from (opskit volume list --from ...)",
             )
         # A restore's own safety copy is not what "latest" means: running the same restore
         # twice must not bring back the state the first one replaced.
-        chosen = [record for record in records if SAFETY_TAG not in record.tags] or records
+        chosen = [record for record in listing if SAFETY_TAG not in record.tags] or listing
         return chosen[-1]
-    for record in records:
+    for record in listing:
         if record.id == backup_id:
             return record
+    for problem in listing.problems:
+        if problem.name == metadata_name(backup_id):
+            raise errors.MetadataCorrupt(
+                f"the metadata of backup {untrusted.printable(backup_id)} in {shown_url} is "
+                f"damaged: {problem.reason}",
+                "pass --backup ID to restore another",
+            )
     raise errors.NotFound(
-        f"no backup {backup_id} of {source} in {storage.url}",
-        "list them with: opskit volume list --from " + storage.url,
+        f"no backup {untrusted.printable(backup_id)} of {shown_source} in {shown_url}",
+        "list them with: opskit volume list --from " + shown_url,
     )

@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 import structlog
 import typer
 
-from opskit import __version__, errors, signals
+from opskit import __version__, errors, signals, untrusted
 from opskit.cli import ports, volume
 from opskit.log import configure_logging
 
@@ -67,9 +67,10 @@ def main() -> None:
     # Ctrl-C, SIGTERM (systemd stop, timeouts) and SIGHUP (a dropped SSH session) unwind
     # through `finally` blocks, which remove helper containers, abort uploads and restart
     # stopped containers.
+    # The start-up handlers of `opskit.__main__` were in place until here.
     signals.install()
-    configure_logging(0)
     try:
+        configure_logging(0)
         app()
     except errors.OpskitError as error:
         _fail(str(error), error.exit_code)
@@ -88,5 +89,7 @@ def main() -> None:
 
 
 def _fail(message: str, exit_code: int) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
+    # The last guard: whatever a message quotes (a name from a store, a file's key) stays one
+    # line of plain text.
+    print(f"error: {untrusted.printable(message)}", file=sys.stderr)
     sys.exit(exit_code)

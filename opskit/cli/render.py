@@ -19,6 +19,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from opskit import untrusted
+
 # Piped output must not be cut to 80 columns: scripts grep and awk it.
 stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -32,6 +34,14 @@ def print_json(document: Any) -> None:
 def notice(message: str) -> None:
     """A one-line notice for people, on stderr (stdout stays for results)."""
     stderr.print(message, markup=False)
+
+
+def printable(text: str) -> str:
+    """Given text from a store or an input file (a backup id, source, tag, file name), return it
+    with control characters escaped (`\\x1b`, `\\n`): it cannot recolour or rewrite the
+    terminal. Apply it to every such value in tables and messages (not in `--json`, whose
+    encoder escapes them already)."""
+    return untrusted.printable(text)
 
 
 def human_size(size: int) -> str:

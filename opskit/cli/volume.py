@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from opskit.actions.backup import BackupRequest, run_backup
 from opskit.actions.list_backups import run_list_backups
@@ -167,29 +168,35 @@ def list_backups(
     config = load_config(config_path)
     location = _location(from_, config)
     records = run_list_backups(location, config, volume)
+    for problem in records.problems:
+        render.notice(f"passed over damaged backup metadata {problem}")
     if json_output:
         render.print_json([record.to_dict() for record in records])
         return
     if not records:
-        render.notice(f"no backups{' of ' + volume if volume else ''} in {location}")
+        of = f" of {render.printable(volume)}" if volume else ""
+        render.notice(f"no backups{of} in {render.printable(location)}")
         return
     render.stdout.print(_records_table(records))
 
 
 def _records_table(records: list[BackupRecord]) -> Table:
     table = Table(box=None, pad_edge=False)
-    for column in ("ID", "SOURCE", "KIND", "CREATED", "SIZE", "COMPRESSION", "TAGS"):
+    for column in ("ID", "SOURCE", "KIND", "CREATED", "SIZE", "COMPRESSION", "TAR", "TAGS"):
         table.add_column(column, no_wrap=column in ("ID", "CREATED"))
     for record in records:
-        table.add_row(
+        cells = [
             record.id,
             record.source,
             record.kind,
             record.created,
             render.human_size(record.size),
             record.compression,
+            record.tar or "-",
             ",".join(record.tags),
-        )
+        ]
+        # Text, not str: rich would read `[...]` in a name as markup.
+        table.add_row(*(Text(render.printable(cell)) for cell in cells))
     return table
 
 
@@ -279,9 +286,9 @@ def restore(
 
 def _print_restore(result: RestoreResult) -> None:
     lines = [
-        f"restored {result.backup.id} into {result.target_kind} {result.target}"
-        + (" (created)" if result.created_target else ""),
-        f"  from     {result.backup.location}",
+        f"restored {render.printable(result.backup.id)} into {result.target_kind} "
+        f"{render.printable(result.target)}" + (" (created)" if result.created_target else ""),
+        f"  from     {render.printable(result.backup.location)}",
         f"  sha256   {result.backup.sha256} (verified)",
     ]
     if result.safety_backup is not None:

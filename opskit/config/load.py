@@ -8,8 +8,14 @@ from pathlib import Path
 import pydantic
 import yaml
 
-from opskit import errors
+from opskit import errors, untrusted
 from opskit.config.schema import Config
+
+# A config is a few kilobytes; anything bigger is the wrong file (`--config /dev/zero`).
+MAX_CONFIG_BYTES = untrusted.MIB
+# Values in the config once aliases are expanded: generous for any real config, small enough
+# that an alias bomb fails at once instead of filling the memory.
+MAX_CONFIG_NODES = 100_000
 
 # Searched in order when neither --config nor OPSKIT_CONFIG names a file.
 DEFAULT_CONFIG_PATHS = (
@@ -37,22 +43,26 @@ def load_config(explicit: Path | None = None) -> Config:
     path = find_config_path(explicit)
     if path is None:
         return Config()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise errors.ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
-    return parse_config(text, source=str(path))
+    text = untrusted.read_text_file(path, MAX_CONFIG_BYTES, "config")
+    return parse_config(text, source=untrusted.printable(str(path)))
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
     """Given YAML text, return the validated config. Raise `ConfigError` on any problem."""
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        document = yaml.safe_load(text)
+        document = untrusted.load_yaml_document(
+            loader_class(text), MAX_CONFIG_NODES, f"config {source}"
+        )
+    except RecursionError as exc:
+        raise errors.ConfigError(f"config {source}: nested too deeply to read") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise errors.ConfigError(f"config {source}{where}: {problem}") from exc
+        raise errors.ConfigError(
+            f"config {source}{where}: {untrusted.printable(str(problem))}"
+        ) from exc
     if document is None:
         document = {}
     if not isinstance(document, dict):
@@ -69,4 +79,5 @@ def describe_validation_errors(exc: pydantic.ValidationError) -> str:
     for error in exc.errors():
         location = ".".join(str(part) for part in error["loc"]) or "(top level)"
         problems.append(f"at '{location}': {error['msg']}")
-    return "; ".join(problems)
+    # Keys come from the file: never let them reach the terminal as escape codes.
+    return untrusted.printable("; ".join(problems))

@@ -22,12 +22,16 @@ from typing import Any
 
 import structlog
 
-from opskit import errors
+from opskit import errors, untrusted
 from opskit.ports import interpolate, spec, yaml12
 from opskit.ports.model import Finding, Location, Mapping, Severity
 from opskit.ports.yaml12 import RESET, LineDict, LineList, Override
 
 log = structlog.get_logger(__name__)
+
+# Real compose files are kilobytes. The bound keeps a wrong or hostile file from filling the
+# memory before the YAML loader's own bound (`yaml12.MAX_NODES`) can apply.
+MAX_COMPOSE_FILE_BYTES = 2 * untrusted.MIB
 
 
 @dataclass
@@ -179,14 +183,7 @@ class _FileReader:
         self._reported_unset: set[tuple[str, int, str]] = set()
 
     def read(self, path: Path) -> LineDict:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise errors.ConfigError(
-                f"cannot read compose file {path}: {exc.strerror or exc}"
-            ) from exc
-        except UnicodeDecodeError as exc:
-            raise errors.ConfigError(f"compose file {path} is not UTF-8 text") from exc
+        text = untrusted.read_text_file(path, MAX_COMPOSE_FILE_BYTES, "compose file")
         document = yaml12.load_yaml(text, str(path))
         if document is None:
             return LineDict()

@@ -25,7 +25,11 @@ import yaml.constructor
 import yaml.cyaml
 import yaml.nodes
 
-from opskit import errors
+from opskit import errors, untrusted
+
+# Values in one compose file once aliases and merge keys are expanded: far more than any real
+# project (a large one has a few thousand), few enough that an alias bomb fails in milliseconds.
+MAX_NODES = 1_000_000
 
 Position = tuple[int, int]  # (line, column), both 1-based
 
@@ -263,19 +267,16 @@ def load_yaml(text: str, source: str) -> Any:
     """Given YAML text, return its one document as compose reads it (None when empty).
 
     Raise `ConfigError` naming `source` and the line for malformed YAML, duplicate keys or
-    unknown tags.
+    unknown tags, or for more than `MAX_NODES` values once aliases are expanded.
     """
-    loader = ComposeLoader(text)
     try:
-        return loader.get_single_data()
+        return untrusted.load_yaml_document(ComposeLoader(text), MAX_NODES, source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = exc.problem or exc.context or "invalid YAML"
+        problem = untrusted.printable(exc.problem or exc.context or "invalid YAML")
         raise errors.ConfigError(f"{source}{where}: {problem}") from exc
     except yaml.YAMLError as exc:
-        raise errors.ConfigError(f"{source}: {exc}") from exc
+        raise errors.ConfigError(f"{source}: {untrusted.printable(str(exc))}") from exc
     except RecursionError as exc:
         raise errors.ConfigError(f"{source}: nested too deeply to read") from exc
-    finally:
-        loader.dispose()

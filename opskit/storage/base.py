@@ -100,6 +100,11 @@ class Storage(abc.ABC):
         with self.create(name) as writer:
             writer.write(data)
 
+    def remove_leftovers(self) -> None:
+        """Remove what killed writers (SIGKILL, OOM, power loss) left in the store: partial
+        files, staging objects. Best effort and quiet: never raises for what it cannot remove.
+        The default has nothing to remove."""
+
     def local_directory(self) -> Path | None:
         """The directory on this machine holding the objects, if there is one."""
         return None
@@ -109,8 +114,16 @@ class Storage(abc.ABC):
 
 
 def check_name(name: str) -> str:
-    """Return `name` if it is a valid object name, else raise ValueError (a programming error)."""
+    """Return `name` if it is a valid object name, else raise ValueError (a programming error).
+
+    Control characters are refused too: names reach paths, keys and terminals.
+    """
     parts = name.split("/")
-    if not name or name.startswith("/") or any(part in ("", ".", "..") for part in parts):
+    if (
+        not name
+        or name.startswith("/")
+        or any(part in ("", ".", "..") for part in parts)
+        or any(ord(character) < 32 or ord(character) == 127 for character in name)
+    ):
         raise ValueError(f"invalid object name {name!r}")
     return name

@@ -321,6 +321,9 @@ class S3Storage(Storage):
         except Exception as exc:  # noqa: BLE001 - a later step reports real trouble
             log.debug("could not remove orphaned staging objects", error=repr(exc))
 
+    def remove_leftovers(self) -> None:
+        self._remove_orphaned_staging()
+
     def check_writable(self) -> None:
         """Raise now if the bucket is missing, unreachable or refuses these credentials.
 

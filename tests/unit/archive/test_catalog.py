@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime
@@ -208,3 +209,218 @@ def test_find_record_does_not_return_another_sources_backup_by_id(tmp_path):
 
     with pytest.raises(errors.NotFound):
         catalog.find_record(storage, "pgdata", other.id)
+
+
+# -- damaged, hostile and misnamed metadata ---------------------------------------------------
+
+
+def _write_raw(storage: LocalStorage, name: str, content: str | bytes) -> None:
+    data = content.encode() if isinstance(content, str) else content
+    storage.root.mkdir(parents=True, exist_ok=True)
+    (storage.root / name).write_bytes(data)
+
+
+def test_parse_record_of_an_empty_object_names_the_missing_fields():
+    with pytest.raises(ValueError) as raised:
+        catalog.parse_record({})
+
+    message = str(raised.value)
+    assert message.startswith("missing id, source, kind, created"), message
+    assert "__init__" not in message and "positional" not in message
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("id", "../../etc/passwd", "id is not a safe name"),
+        ("id", "pgdata\x1b[2J", "id is not a safe name"),
+        ("id", ".hidden", "id is not a safe name"),
+        ("id", 7, "id is not a safe name"),
+        ("source", "", "source is not a non-empty string"),
+        ("kind", "device", "kind is not volume or path"),
+        ("kind", ["volume"], "kind is not volume or path"),
+        ("created", "yesterday", "created is not a UTC ISO 8601 time"),
+        ("size", -1, "size is not a byte count"),
+        ("size", True, "size is not a byte count"),
+        ("size", "123", "size is not a byte count"),
+        ("sha256", "AB" * 32, "sha256 is not 64 lowercase hex digits"),
+        ("sha256", "ab" * 31, "sha256 is not 64 lowercase hex digits"),
+        ("compression", "xz", "compression is not one of"),
+        ("compression", ["zstd"], "compression is not one of"),
+        ("tags", "nightly", "tags is not a list of strings"),
+        ("tar_size", 1.5, "tar_size is not a byte count"),
+        ("volume_labels", {"a": 1}, "volume_labels is not a mapping of strings"),
+        ("format", 0, "format is not a format number"),
+        ("format", 2, "written by a newer opskit"),
+    ],
+)
+def test_parse_record_refuses_a_bad_field_with_its_name(field, value, reason):
+    data = _record().to_dict() | {field: value}
+
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        catalog.parse_record(data)
+
+
+@pytest.mark.parametrize(
+    "archive", ["../../../dev/urandom", "other-backup.tar.zst", "x\x1b[31m.tar.zst", "/etc/shadow"]
+)
+def test_parse_record_refuses_an_archive_name_not_derived_from_the_id(archive):
+    data = _record().to_dict() | {"archive": archive}
+
+    with pytest.raises(ValueError, match="archive is") as raised:
+        catalog.parse_record(data)
+
+    assert "\x1b" not in str(raised.value)
+
+
+def test_every_record_field_has_a_check():
+    """A field added to BackupRecord must be validated when read, not taken on trust."""
+    fields = {item.name for item in dataclasses.fields(catalog.BackupRecord)} - {"location"}
+
+    assert fields == set(catalog._CHECKS)
+
+
+def test_parse_record_ignores_the_stored_location():
+    data = _record().to_dict() | {"location": "/etc/shadow"}
+
+    assert catalog.parse_record(data).location == ""
+
+
+def test_list_records_reports_damaged_files_as_problems(tmp_path):
+    good = _record("pgdata", datetime(2026, 11, 25, tzinfo=UTC))
+    storage = _store(tmp_path, good)
+    _write_raw(storage, "pgdata-20261126T000000Z-abcd.json", "{}")
+    _write_raw(storage, "pgdata-20261127T000000Z-abcd.json", b"\xff\xfe garbage")
+
+    listing = catalog.list_records(storage)
+
+    assert [record.id for record in listing] == [good.id]
+    assert [problem.name for problem in listing.problems] == [
+        "pgdata-20261126T000000Z-abcd.json",
+        "pgdata-20261127T000000Z-abcd.json",
+    ]
+    assert listing.problems[0].reason.startswith("missing id")
+
+
+def test_list_records_problems_of_a_source_are_those_named_like_its_backups(tmp_path):
+    storage = _store(tmp_path, _record("pgdata"))
+    _write_raw(storage, "pgdata-20261126T000000Z-abcd.json", "{}")
+    _write_raw(storage, "redis-20261126T000000Z-abcd.json", "{}")
+    _write_raw(storage, "manifest.json", "[1, 2]")
+
+    assert [problem.name for problem in catalog.list_records(storage, "pgdata").problems] == [
+        "pgdata-20261126T000000Z-abcd.json"
+    ]
+    # other JSON files in a store are no backups, not damaged ones
+    assert len(catalog.list_records(storage).problems) == 2
+
+
+def test_find_record_latest_refuses_when_a_file_of_the_source_is_damaged(tmp_path):
+    older = _record("pgdata", datetime(2026, 11, 25, tzinfo=UTC))
+    newest = _record("pgdata", datetime(2026, 11, 26, tzinfo=UTC))
+    storage = _store(tmp_path, older, newest)
+    _write_raw(storage, catalog.metadata_name(newest.id), "{}")  # the newest one is damaged
+
+    with pytest.raises(errors.MetadataCorrupt) as raised:
+        catalog.find_record(storage, "pgdata")
+
+    message = str(raised.value)
+    assert catalog.metadata_name(newest.id) in message
+    assert "pass --backup ID to restore another" in message
+    assert "__init__" not in message
+    assert raised.value.exit_code == 1
+    # naming a backup still works
+    assert catalog.find_record(storage, "pgdata", older.id).id == older.id
+
+
+def test_find_record_of_a_damaged_backup_by_id_says_it_is_damaged(tmp_path):
+    record = _record("pgdata")
+    storage = _store(tmp_path, record)
+    _write_raw(storage, catalog.metadata_name(record.id), '{"id": "' + record.id + '"')
+
+    with pytest.raises(errors.MetadataCorrupt, match="damaged"):
+        catalog.find_record(storage, "pgdata", record.id)
+
+
+def test_find_record_latest_ignores_damaged_files_of_other_sources(tmp_path):
+    record = _record("pgdata")
+    storage = _store(tmp_path, record)
+    _write_raw(storage, "redis-20261126T000000Z-abcd.json", "{}")
+    _write_raw(storage, "manifest.json", "[1, 2]")
+
+    assert catalog.find_record(storage, "pgdata").id == record.id
+
+
+def test_a_misnamed_metadata_file_does_not_shadow_a_backup(tmp_path):
+    real = _record("pgdata", datetime(2026, 11, 25, tzinfo=UTC))
+    storage = _store(tmp_path, real)
+    fake = _record("pgdata", datetime(2026, 11, 26, tzinfo=UTC), id=real.id, size=1)
+    _write_raw(storage, "zzz-planted.json", json.dumps(fake.to_dict()))
+
+    listing = catalog.list_records(storage, "pgdata")
+
+    assert [(record.id, record.size) for record in listing] == [(real.id, real.size)]
+    assert [problem.name for problem in listing.problems] == ["zzz-planted.json"]
+    assert f"holds backup {real.id}" in listing.problems[0].reason
+    assert catalog.find_record(storage, "pgdata").size == real.size
+    assert catalog.find_record(storage, "pgdata", real.id).size == real.size
+
+
+def test_a_metadata_file_larger_than_the_bound_is_damaged_and_not_read_whole(tmp_path):
+    storage = _store(tmp_path, _record("pgdata"))
+    big = "pgdata-20261127T000000Z-abcd.json"
+    _write_raw(storage, big, '{"id": "' + "x" * catalog.MAX_METADATA_BYTES + '"}')
+
+    [problem] = catalog.list_records(storage).problems
+
+    assert problem.name == big
+    assert "larger than 1 MiB" in problem.reason
+    with pytest.raises(errors.MetadataCorrupt, match="larger than 1 MiB"):
+        catalog.find_record(storage, "pgdata")
+
+
+def test_deeply_nested_metadata_is_damaged_not_a_crash(tmp_path):
+    storage = _store(tmp_path)
+    _write_raw(storage, "pgdata-20261127T000000Z-abcd.json", "[" * 200_000)
+
+    [problem] = catalog.list_records(storage).problems
+
+    assert problem.name == "pgdata-20261127T000000Z-abcd.json"
+
+
+def test_names_of_damaged_files_are_escaped_in_messages(tmp_path):
+    storage = _store(tmp_path)
+    name = "pgdata-20261127T000000Z-\x1b[2J\x1b[31m.json"
+    _write_raw(storage, name, "{}")
+
+    with pytest.raises(errors.MetadataCorrupt) as raised:
+        catalog.find_record(storage, "pgdata")
+
+    assert "\x1b" not in str(raised.value)
+    assert "\\x1b[2J" in str(raised.value)
+    assert "\x1b" not in str(catalog.list_records(storage).problems[0])
+
+
+def test_a_metadata_file_that_is_a_symlink_out_of_the_store_is_not_read(tmp_path):
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps(_record("pgdata").to_dict()))
+    storage = _store(tmp_path)
+    storage.root.mkdir()
+    (storage.root / "pgdata-20261127T000000Z-abcd.json").symlink_to(secret)
+
+    listing = catalog.list_records(storage)
+
+    assert list(listing) == []
+    assert "not a regular file" in listing.problems[0].reason
+
+
+def test_a_file_named_like_the_newest_backup_holding_another_record_blocks_latest(tmp_path):
+    older = _record("pgdata", datetime(2026, 11, 25, tzinfo=UTC))
+    newest = _record("pgdata", datetime(2026, 11, 26, tzinfo=UTC))
+    storage = _store(tmp_path, older, newest)
+    other = _record("redis")
+    _write_raw(storage, catalog.metadata_name(newest.id), json.dumps(other.to_dict()))
+
+    with pytest.raises(errors.MetadataCorrupt, match=f"holds backup {other.id}"):
+        catalog.find_record(storage, "pgdata")
+    assert [record.id for record in catalog.list_records(storage, "redis")] == []

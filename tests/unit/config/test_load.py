@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from opskit import errors
@@ -145,3 +148,64 @@ def test_without_any_config_file_the_defaults_apply(tmp_path, monkeypatch):
 
     assert find_config_path(None) is None
     assert load_config().helper_image == DEFAULT_HELPER_IMAGE
+
+
+# -- bounded reads: huge, binary and alias-bomb configs fail fast with one line ---------------
+
+
+def _alias_bomb(levels: int = 12) -> str:
+    """The 'billion laughs': each level lists the previous one ten times."""
+    lines = ['x0: &x0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, levels + 1):
+        lines.append(f"x{level}: &x{level} [" + ", ".join([f"*x{level - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_load_config_of_dev_zero_fails_fast_with_one_line():
+    with pytest.raises(errors.ConfigError, match="config /dev/zero is larger than 1 MiB") as raised:
+        load_config(Path("/dev/zero"))
+
+    assert raised.value.exit_code == 2
+    assert "\n" not in str(raised.value)
+
+
+def test_load_config_of_a_binary_file_is_a_config_error(tmp_path):
+    path = tmp_path / "opskit.yaml"
+    path.write_bytes(b"helper_image: \xff\xfe\x00binary")
+
+    with pytest.raises(errors.ConfigError, match="is not UTF-8 text") as raised:
+        load_config(path)
+
+    assert raised.value.exit_code == 2
+
+
+def test_parse_config_refuses_an_alias_bomb_quickly():
+    started = time.monotonic()
+
+    with pytest.raises(errors.ConfigError, match="once its aliases are expanded"):
+        parse_config("helper_image: busybox\nx-bomb:\n" + _indent(_alias_bomb()))
+
+    assert time.monotonic() - started < 5
+
+
+def test_parse_config_refuses_an_alias_to_its_own_container():
+    with pytest.raises(errors.ConfigError, match="refers to itself"):
+        parse_config("targets: &t\n  loop: *t\n")
+
+
+def test_parse_config_allows_ordinary_aliases():
+    text = "targets:\n  a: &common\n    url: s3://b/p\n    region: eu-west-1\n  b: *common\n"
+
+    assert parse_config(text).targets["b"].region == "eu-west-1"
+
+
+def test_keys_with_escape_codes_are_escaped_in_config_errors():
+    with pytest.raises(errors.ConfigError) as raised:
+        parse_config('"bad\\e[2Jkey": 1\n')
+
+    assert "\x1b" not in str(raised.value)
+    assert "\\x1b[2J" in str(raised.value)
+
+
+def _indent(text: str) -> str:
+    return "".join("  " + line + "\n" for line in text.splitlines())

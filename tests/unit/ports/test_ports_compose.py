@@ -358,3 +358,11 @@ def test_range_mappings_share_a_group(tmp_path: Path):
 )
 def test_normalize_project_name(name: str, normalized: str):
     assert compose.normalize_project_name(name) == normalized
+
+
+def test_load_project_refuses_a_compose_file_larger_than_the_bound(tmp_path: Path):
+    path = tmp_path / "compose.yaml"
+    path.write_bytes(b"#" * (compose.MAX_COMPOSE_FILE_BYTES + 1))
+
+    with pytest.raises(errors.ConfigError, match="larger than 2 MiB"):
+        compose.load_project([path], process_environment={})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -135,3 +136,42 @@ def test_empty_document_is_none():
 def test_resolve_plain_scalar_tags(text: str, tag_suffix: str):
     tag, _ = yaml12.resolve_plain_scalar(text)
     assert tag.endswith(f":{tag_suffix}")
+
+
+# -- alias bombs: bounded, fast, one line -----------------------------------------------------
+
+
+def _list_bomb(levels: int = 12) -> str:
+    lines = ['x0: &x0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, levels + 1):
+        lines.append(f"x{level}: &x{level} [" + ", ".join([f"*x{level - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def _merge_bomb(levels: int = 12) -> str:
+    lines = ["m0: &m0 {" + ", ".join(f"a{index}: 1" for index in range(10)) + "}"]
+    for level in range(1, levels + 1):
+        pairs = ", ".join(f"k{index}: {{<<: *m{level - 1}}}" for index in range(10))
+        lines.append(f"m{level}: &m{level} {{{pairs}}}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("bomb", [_list_bomb, _merge_bomb])
+def test_load_yaml_refuses_an_alias_bomb_quickly(bomb):
+    started = time.monotonic()
+
+    with pytest.raises(errors.ConfigError, match="compose.yaml: more than 1,000,000 values"):
+        yaml12.load_yaml(bomb(), "compose.yaml")
+
+    assert time.monotonic() - started < 5
+
+
+def test_load_yaml_allows_a_few_levels_of_aliases():
+    document = yaml12.load_yaml(_list_bomb(levels=4), "compose.yaml")
+
+    assert len(document["x4"]) == 10
+
+
+def test_load_yaml_refuses_a_recursive_alias():
+    with pytest.raises(errors.ConfigError, match="refers to itself"):
+        yaml12.load_yaml("a: &a [1, *a]\n", "compose.yaml")
