@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import tarfile
 import threading
@@ -406,3 +407,36 @@ def test_backup_refuses_a_store_inside_the_volume(docker_client, old_target):
 
     assert_failed_with_one_line(result, "overlap", exit_code=2)
     assert not inside.exists()
+
+
+def test_a_signal_after_the_swap_reports_the_complete_restore(docker_client, backed_up, old_target):
+    """Point 4: Ctrl-C once the swap is done does not undo it and is not reported as an
+    interruption: exit 0, the restored tree, and a notice; the next run deletes the rest."""
+    source, store, _, new_tree = backed_up
+    # Many old entries: deleting them takes long enough to be interrupted.
+    trees.run_in_tree(
+        docker_client, old_target, "mkdir many && cd many && seq 1 40000 | xargs touch"
+    )
+    journal_path = volume_mountpoint(docker_client, old_target) / JOURNAL
+    process = start_opskit(
+        "volume", "restore", source, "--from", str(store), "--into", old_target, "--force"
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        assert process.poll() is None and time.monotonic() < deadline, describe(finish(process))
+        try:
+            if json.loads(journal_path.read_text())["phase"] == "delete-old":
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.002)
+    process.send_signal(signal.SIGINT)
+    result = finish(process)
+
+    assert result.returncode == 0, describe(result)
+    assert "arrived after the restore was complete" in result.stderr
+    assert "restored" in result.stdout
+    assert helpers_using(docker_client, old_target) == []
+    run_json("volume", "recover", old_target)
+    trees.assert_same_tree(new_tree, trees.snapshot(docker_client, old_target), "target")
+    assert opskit_entries(docker_client, old_target) == []

@@ -261,7 +261,7 @@ def test_s3_interrupted_backup_leaves_no_upload_and_no_backup(
             process.kill()
             process.wait()
     name = signal.Signals(signal_number).name
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + signal_number, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith(f"error: interrupted by {name}")
     assert uploads(s3_client, s3_bucket) == []
