@@ -52,6 +52,10 @@ class BackupRecord:
     tar_keeps: list[str] = field(default_factory=list)  # what that tar keeps beyond the basics
     hostname: str = ""
     tool_version: str = ""
+    snapshot: str | None = None  # the snapshot id this backup belongs to, if any
+    verified_at: str | None = None  # UTC ISO 8601 of the last restore drill
+    verified_ok: bool | None = None  # its outcome; None: never verified
+    verified_reason: str = ""  # a short reason, e.g. "3 entries differ: ./a (mode) ..."
     format: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,6 +158,10 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "tar_keeps": (_is_text_list, "not a list of strings"),
     "hostname": (_is_text, "not a string"),
     "tool_version": (_is_text, "not a string"),
+    "snapshot": (_is_optional_text, "not a string or null"),
+    "verified_at": (lambda value: value is None or _matches(ISO_UTC)(value), "not a UTC time"),
+    "verified_ok": (lambda value: value is None or isinstance(value, bool), "not a bool or null"),
+    "verified_reason": (_is_text, "not a string"),
     "format": (_is_format, "not a format number"),
 }
 
