@@ -37,7 +37,14 @@ def _process_status(pid: int) -> tuple[str, str] | None:
 
 
 def _host() -> str:
-    return socket.gethostname().replace(".", "_").replace(":", "_")
+    """The host name and this process's pid namespace: an opskit in a container that shares the
+    host's name (`--network host`) has pids of its own, and must not look like ours."""
+    name = socket.gethostname().replace(".", "_").replace(":", "_").replace("+", "_")
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return name
+    return f"{name}@{namespace:x}"
 
 
 def owner_label() -> str:

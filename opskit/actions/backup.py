@@ -102,8 +102,10 @@ def _backup_locked(
         ) as session,
     ):
         if journal.journal_present(session, SOURCE_MOUNT_POINT, source.describe()):
-            # Never archive an interrupted restore's staging or old entries: finish it.
-            _recover_source(engine, image, source, notify)
+            # Never archive an interrupted restore's staging or old entries: finish it (not
+            # under a running app: then this refuses and says how).
+            users_running = bool(users) and not request.stop_containers
+            _recover_source(engine, image, source, notify, users_running)
         data_path.check_source(session, SOURCE_MOUNT_POINT, volumes.host_directory(engine, source))
         return write_backup(
             session,
@@ -122,13 +124,17 @@ def _backup_locked(
 
 
 def _recover_source(
-    engine: client.Engine, image: str, source: volumes.DataSource, notify: Notify
+    engine: client.Engine,
+    image: str,
+    source: volumes.DataSource,
+    notify: Notify,
+    users_running: bool,
 ) -> None:
     """Finish or roll back the interrupted restore in `source`, in a writable helper."""
     with helper.helper_session(
         engine, image, source, staging.TARGET_MOUNT_POINT, read_only=False
     ) as writable:
-        done = staging.recover(writable, source.describe())
+        done = staging.recover(writable, source.describe(), users_running)
     if done:
         notify(done)
 

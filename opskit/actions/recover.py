@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from opskit.actions import staging
-from opskit.actions.session import Notify, quiet, used_by_others
+from opskit.actions.session import Notify, containers_stopped, quiet, used_by_others
 from opskit.config.schema import Config
 from opskit.engine import client, helper, lock, volumes
 
@@ -20,6 +20,7 @@ class RecoverRequest:
     helper_image: str | None = None
     docker_host: str | None = None
     wait_seconds: float = 0.0
+    stop_containers: bool = False
 
 
 @dataclass
@@ -42,11 +43,15 @@ def run_recover(request: RecoverRequest, config: Config, notify: Notify = quiet)
         volumes.check_source_exists(engine, target)
         image = request.helper_image or config.helper_image
         with lock.held(engine, target, "recover", image, request.wait_seconds, notify):
-            used_by_others(engine, target)  # raises if an older opskit's helper uses it
-            with helper.helper_session(
-                engine, image, target, staging.TARGET_MOUNT_POINT, read_only=False
-            ) as session:
-                done = staging.recover(session, target.describe())
+            users = used_by_others(engine, target)  # raises if another opskit's helper does
+            with (
+                containers_stopped(engine, users if request.stop_containers else [], notify),
+                helper.helper_session(
+                    engine, image, target, staging.TARGET_MOUNT_POINT, read_only=False
+                ) as session,
+            ):
+                running = bool(users) and not request.stop_containers
+                done = staging.recover(session, target.describe(), users_running=running)
         return RecoverResult(target=target.name, target_kind=target.kind, done=done)
     finally:
         engine.close()

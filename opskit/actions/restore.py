@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from opskit import errors
-from opskit.actions import staging
+from opskit.actions import journal, staging
 from opskit.actions.backup import BackupLabels, write_backup
 from opskit.actions.session import (
     Notify,
@@ -70,6 +70,8 @@ class RestoreResult:
     transfer: str = ""
     setid_files: list[str] = field(default_factory=list)  # setuid/setgid files restored
     setid_count: int = 0
+    capability_files: list[str] = field(default_factory=list)  # files with capabilities
+    capability_count: int = 0
     recovered: str | None = None  # what was done about an earlier, interrupted restore
     signal_after_commit: str | None = None  # a signal that arrived once the swap was done
     old_contents_left: bool = False  # replaced entries still hidden, deleted by the next run
@@ -78,6 +80,8 @@ class RestoreResult:
         return {
             "setid_files": self.setid_files,
             "setid_count": self.setid_count,
+            "capability_files": self.capability_files,
+            "capability_count": self.capability_count,
             "recovered": self.recovered,
             "signal_after_commit": self.signal_after_commit,
             "old_contents_left": self.old_contents_left,
@@ -123,8 +127,9 @@ def run_restore(
             try:
                 return _restore_into(request, image, engine, storage, record, target,
                                      on_progress, notify, created_target)  # fmt: skip
-            except BaseException:
-                if created_target:
+            except BaseException as failure:
+                # After the commit point (SwapFailed) the target holds verified data: keep it.
+                if created_target and not isinstance(failure, errors.SwapFailed):
                     _remove_created_target(engine, target)
                 raise
     finally:
@@ -150,47 +155,62 @@ def _restore_into(
             f"{', '.join(user.name for user in users)}",
             "stop them, or pass --stop-containers to stop and restart them around the restore",
         )
-    with contextlib.ExitStack() as stack:
-        data_path = stack.enter_context(transfer.open_transfer(engine, request.transfer))
-        session = stack.enter_context(
-            helper.helper_session(
-                engine,
-                image,
-                target,
-                staging.TARGET_MOUNT_POINT,
-                read_only=False,
-                extra_mounts=data_path.mounts(),
+    outcome: staging.StagedRestore | None = None
+    late_signal: str | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            data_path = stack.enter_context(transfer.open_transfer(engine, request.transfer))
+            session = stack.enter_context(
+                helper.helper_session(
+                    engine,
+                    image,
+                    target,
+                    staging.TARGET_MOUNT_POINT,
+                    read_only=False,
+                    extra_mounts=data_path.mounts(),
+                )
             )
-        )
-        recovered = staging.recover(session, target.describe())
-        if recovered:
-            notify(recovered)
-        # Refuse before anything is stopped: a refusal must not touch the running app.
-        has_data = staging.target_has_data(session, target.describe())
-        if has_data and not request.force:
-            raise errors.TargetNotEmpty(
-                f"{target.describe()} is not empty",
-                "pass --force to replace its contents (they are saved first as a pre-restore "
-                "backup), or restore --into a new volume",
-            )
-        stopped = stack.enter_context(containers_stopped(engine, users, notify))
-        safety = _save_current_contents(session, data_path, storage, target, notify) if (
-            has_data
-        ) else None  # fmt: skip
-        try:
-            outcome = staging.restore_staged(
-                session,
-                data_path,
-                storage,
-                record,
-                target.describe(),
-                on_progress,
-                request.allow_devices,
-            )
-        except errors.OpskitError as error:
-            if safety is not None:
-                error.message += f" (the previous contents are also in backup {safety.id})"
+            stopped: list[volumes.ContainerRef] | None = None
+            if users and journal.journal_present(session, staging.TARGET_MOUNT_POINT, "target"):
+                # Finishing a killed restore moves entries: never under a running app.
+                stopped = stack.enter_context(containers_stopped(engine, users, notify))
+            recovered = staging.recover(session, target.describe())
+            if recovered:
+                notify(recovered)
+            # Refuse before anything is stopped: a refusal must not touch the running app.
+            has_data = staging.target_has_data(session, target.describe())
+            if has_data and not request.force:
+                raise errors.TargetNotEmpty(
+                    f"{target.describe()} is not empty",
+                    "pass --force to replace its contents (they are saved first as a "
+                    "pre-restore backup), or restore --into a new volume",
+                )
+            if stopped is None:
+                stopped = stack.enter_context(containers_stopped(engine, users, notify))
+            safety = _save_current_contents(session, data_path, storage, target, notify) if (
+                has_data
+            ) else None  # fmt: skip
+            try:
+                outcome = staging.restore_staged(
+                    session,
+                    data_path,
+                    storage,
+                    record,
+                    target.describe(),
+                    on_progress,
+                    request.allow_devices,
+                )
+            except errors.OpskitError as error:
+                if safety is not None:
+                    error.message += f" (the previous contents are also in backup {safety.id})"
+                raise
+    except errors.Interrupted as interrupted:
+        if outcome is None:
             raise
+        # The restore is complete; a signal during the teardown does not undo it (helpers,
+        # restarts and the lock finish their own cleanup before re-raising).
+        late_signal = interrupted.signal_name
+    assert outcome is not None
     watcher = outcome.watcher
     return RestoreResult(
         backup=record,
@@ -199,12 +219,14 @@ def _restore_into(
         created_target=created_target,
         replaced_contents=safety is not None,
         safety_backup=safety,
-        restarted_containers=[ref.name for ref in stopped],
+        restarted_containers=[ref.name for ref in stopped or []],
         transfer=data_path.name,
         setid_files=list(watcher.setid_files),
         setid_count=watcher.setid_count,
+        capability_files=list(watcher.capability_files),
+        capability_count=watcher.capability_count,
         recovered=recovered,
-        signal_after_commit=outcome.signal_name,
+        signal_after_commit=outcome.signal_name or late_signal,
         old_contents_left=outcome.old_contents_left,
     )
 

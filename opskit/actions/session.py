@@ -52,8 +52,8 @@ def check_store_outside(engine: Engine, storage: Storage, data: volumes.DataSour
 def containers_stopped(
     engine: Engine, containers: list[volumes.ContainerRef], notify: Notify
 ) -> Iterator[list[volumes.ContainerRef]]:
-    """Stop `containers` for the block; always start them again afterwards, even on failure
-    or Ctrl-C (an interrupt during the restarts waits for them)."""
+    """Stop `containers` for the block; start them again afterwards, even on failure or
+    Ctrl-C (an interrupt during the restarts waits for them), except after a failed swap."""
     stopped: list[volumes.ContainerRef] = []
     failed: list[str] = []
     try:
@@ -63,6 +63,16 @@ def containers_stopped(
             stopped.append(ref)  # first: an interrupt during the stop still restarts it
             volumes.stop_container(engine, ref)
         yield stopped
+    except errors.SwapFailed:
+        # Half swapped in: an app started now could read or write a mix of old and new data.
+        if stopped:
+            names = " ".join(ref.name for ref in stopped)
+            notify(
+                f"left {names} stopped: their data is half swapped in; start them once "
+                f"`opskit volume recover` has finished it: docker start {names}"
+            )
+            stopped = []
+        raise
     finally:
         if stopped:
             with signals.deferred():

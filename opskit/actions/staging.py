@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import shlex
 from dataclasses import dataclass
 
 import structlog
@@ -94,16 +95,24 @@ def target_has_data(session: helper.HelperSession, what: str) -> bool:
     return "nonempty" in probe.output
 
 
-def recover(session: helper.HelperSession, what: str) -> str | None:
+def recover(session: helper.HelperSession, what: str, users_running: bool = False) -> str | None:
     """Finish or roll back the restore that the mounted target's journal names, if any.
 
     Call it only under the target's lock (so no live run owns the journal). Return a notice
     saying what was done, or None if there was no journal. Raise `UnfinishedRestore` if the
-    journal is invalid, `SwapFailed` if finishing a committed swap fails.
+    journal is invalid, or if finishing a committed swap would move entries under running
+    containers (`users_running`); `SwapFailed` if finishing it fails.
     """
     found = journal.read_journal(session, TARGET_MOUNT_POINT, what)
     if found is None:
         return None
+    if found.committed and users_running:
+        raise errors.UnfinishedRestore(
+            f"{what} holds an interrupted restore of {found.backup_id} (verified, phase "
+            f"{found.phase}) and running containers use it",
+            f"finish it with their containers stopped: opskit volume recover "
+            f"{_target_argument(what)} --stop-containers",
+        )
     log.warning("restore.recovering", target=what, phase=found.phase, restore=found.restore_id)
     if not found.committed:
         _run_step(session, found, "unpacking", what)
@@ -180,20 +189,25 @@ def _swap(
     session: helper.HelperSession, current: Journal, what: str, write_first: bool = False
 ) -> None:
     """Run the swap from `current`'s phase to `delete-old`, recording each phase first."""
-    phase = current.phase
+    phase = current.phase  # the phase the journal holds
     try:
         if write_first:
             journal.write_journal(session, TARGET_MOUNT_POINT, current)
         while phase in _NEXT_PHASE:
             _run_step(session, current.at(phase), phase, what)
+            journal.write_journal(session, TARGET_MOUNT_POINT, current.at(_NEXT_PHASE[phase]))
             phase = _NEXT_PHASE[phase]
-            journal.write_journal(session, TARGET_MOUNT_POINT, current.at(phase))
     except errors.OpskitError as exc:
         raise errors.SwapFailed(
             f"the swap of {current.backup_id} into {what} stopped in phase {phase}: {exc}; "
             "the archive was verified and both the new and the old entries are kept",
-            f"finish it with: opskit volume recover {what.split(' ', 1)[-1]}",
+            f"finish it with: opskit volume recover {_target_argument(what)}",
         ) from exc
+
+
+def _target_argument(what: str) -> str:
+    """`volume pgdata` -> `pgdata`; `path /srv/my data` -> `'/srv/my data'` (for a command)."""
+    return shlex.quote(what.split(" ", 1)[-1])
 
 
 def _run_step(session: helper.HelperSession, current: Journal, step: str, what: str) -> None:

@@ -58,7 +58,12 @@ _KIND = {
 }
 # PAX keys that change which entry is written where; a global header must not set them.
 _PLACING_KEYS = ("path", "linkpath", "size")
-_KEPT_PAX_KEYS = frozenset(("path", "linkpath", "size", "uid", "gid", "GNU.sparse.name"))
+# File capabilities: GNU tar (--xattrs-include=*) and the engine restore them; as strong as
+# setuid, so such files are counted and named like setuid ones.
+CAPABILITY_KEY = "SCHILY.xattr.security.capability"
+_KEPT_PAX_KEYS = frozenset(
+    ("path", "linkpath", "size", "uid", "gid", "GNU.sparse.name", CAPABILITY_KEY)
+)
 _DIGITS = re.compile(rb" *([0-7]+)[ \x00]*")
 _HIGH_BYTES = bytes(range(0x80, 0x100))
 _DECIMAL = re.compile(r"[0-9]+")
@@ -110,6 +115,8 @@ class TarWatcher:
         self.extractor_reads_pax_size = extractor_reads_pax_size
         self.setid_files: list[str] = []  # setuid/setgid files (the first MAX_NAMED of them)
         self.setid_count = 0
+        self.capability_files: list[str] = []  # files with capabilities (the first MAX_NAMED)
+        self.capability_count = 0
         self.root: RootEntry | None = None
         self.owned_symlinks: list[OwnedSymlink] = []
         self.ignored_after_end = 0  # non-zero bytes after the end-of-archive marker, dropped
@@ -302,6 +309,10 @@ class TarWatcher:
         if mode is None or uid is None or gid is None:
             self._corrupt(f"entry {_shown(shown)} has an unreadable mode or owner")
         self._note(shown, kind, mode, uid, gid)
+        if CAPABILITY_KEY in pax:
+            self.capability_count += 1
+            if len(self.capability_files) < MAX_NAMED:
+                self.capability_files.append(shown)
         if kind == tarfile.GNUTYPE_SPARSE and block[_SPARSE_EXTENDED_AT]:
             self._sparse_size = size  # extension blocks of the sparse map come first
         elif kind in _REGULAR:

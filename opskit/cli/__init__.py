@@ -13,7 +13,7 @@ import structlog
 import typer
 
 from opskit import __version__, errors, signals, untrusted
-from opskit.cli import ports, volume
+from opskit.cli import ports, volume, volume_retention, volume_verify
 from opskit.log import configure_logging
 
 log = structlog.get_logger(__name__)
@@ -24,6 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+# volume_retention and volume_verify add their commands (prune, delete, verify) to volume.app.
+COMMAND_MODULES = (volume, volume_retention, volume_verify)
 app.add_typer(volume.app, name="volume")
 app.add_typer(ports.app, name="ports")
 
@@ -76,7 +78,7 @@ def main() -> None:
         _fail(str(error), error.exit_code)
     except errors.Interrupted as interrupted:
         _fail(
-            f"interrupted by {interrupted.signal_name}; cleaned up, nothing was half-written",
+            f"interrupted by {interrupted.signal_name}; stopped and cleaned up",
             interrupted.exit_code,
         )
     except Exception as bug:  # noqa: BLE001 - the last resort: never a traceback for users

@@ -19,6 +19,7 @@ from opskit.cli import render
 from opskit.cli.options import ConfigOption, DockerHostOption, JsonOption, WaitOption
 from opskit.config.load import load_config
 from opskit.config.schema import Config
+from opskit.repository import filters
 
 app = typer.Typer(
     help="""Back up, list and restore Docker volumes and bind-mounted host directories.
@@ -74,7 +75,7 @@ StopContainersOption = Annotated[
 ]
 
 
-def _location(given: str | None, config: Config) -> str:
+def resolve_location(given: str | None, config: Config) -> str:
     return given or os.environ.get("OPSKIT_TARGET") or config.default_target
 
 
@@ -117,7 +118,7 @@ def backup(
     config = load_config(config_path)
     request = BackupRequest(
         source=source,
-        to=_location(to, config),
+        to=resolve_location(to, config),
         compression=compress.value,
         tags=tag or [],
         stop_containers=stop_containers,
@@ -154,6 +155,13 @@ def list_backups(
     volume: Annotated[
         str | None, typer.Option("--volume", help="Only backups of this volume or path.")
     ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Only backups with this tag (repeatable: any of them)."),
+    ] = None,
+    snapshot: Annotated[
+        str | None, typer.Option("--snapshot", help="Only backups of this snapshot.")
+    ] = None,
     json_output: JsonOption = False,
     config_path: ConfigOption = None,
 ) -> None:
@@ -166,8 +174,10 @@ def list_backups(
       opskit volume list --from s3://ops-backups/docker --volume pgdata --json
     """
     config = load_config(config_path)
-    location = _location(from_, config)
-    records = run_list_backups(location, config, volume)
+    location = resolve_location(from_, config)
+    records = filters.filter_listing(
+        run_list_backups(location, config, volume), tag or [], snapshot
+    )
     for problem in records.problems:
         render.notice(f"passed over damaged backup metadata {problem}")
     if json_output:
@@ -182,7 +192,8 @@ def list_backups(
 
 def _records_table(records: list[BackupRecord]) -> Table:
     table = Table(box=None, pad_edge=False)
-    for column in ("ID", "SOURCE", "KIND", "CREATED", "SIZE", "COMPRESSION", "TAR", "TAGS"):
+    columns = ("ID", "SOURCE", "KIND", "CREATED", "SIZE", "COMPRESSION", "TAR", "TAGS", "VERIFIED")
+    for column in columns:
         table.add_column(column, no_wrap=column in ("ID", "CREATED"))
     for record in records:
         cells = [
@@ -194,10 +205,18 @@ def _records_table(records: list[BackupRecord]) -> Table:
             record.compression,
             record.tar or "-",
             ",".join(record.tags),
+            _verified(record),
         ]
         # Text, not str: rich would read `[...]` in a name as markup.
         table.add_row(*(Text(render.printable(cell)) for cell in cells))
     return table
+
+
+def _verified(record: BackupRecord) -> str:
+    """`ok <time>`, `FAILED <time>`, or `-` if never verified."""
+    if record.verified_ok is None:
+        return "-"
+    return f"{'ok' if record.verified_ok else 'FAILED'} {record.verified_at or ''}".strip()
 
 
 @app.command("restore")
@@ -259,7 +278,7 @@ def restore(
     config = load_config(config_path)
     request = RestoreRequest(
         source=source,
-        from_=_location(from_, config),
+        from_=resolve_location(from_, config),
         backup=backup_id,
         into=into,
         force=force,
@@ -295,13 +314,16 @@ def _print_restore(result: RestoreResult) -> None:
         lines.append(f"  previous contents saved as {result.safety_backup.id} (tag pre-restore)")
     if result.restarted_containers:
         lines.append(f"  restarted {', '.join(result.restarted_containers)}")
-    if result.setid_count:
-        shown = ", ".join(render.printable(name) for name in result.setid_files[:10])
-        more = result.setid_count - min(len(result.setid_files), 10)
-        lines.append(
-            f"  setuid/setgid files restored: {result.setid_count} ({shown}"
-            + (f", and {more} more)" if more > 0 else ")")
-        )
+    for what, count, names in (
+        ("setuid/setgid files", result.setid_count, result.setid_files),
+        ("files with capabilities", result.capability_count, result.capability_files),
+    ):
+        if count:
+            shown = ", ".join(render.printable(name) for name in names[:10])
+            more = count - min(len(names), 10)
+            lines.append(
+                f"  {what} restored: {count} ({shown}" + (f", and {more} more)" if more else ")")
+            )
     render.stdout.print("\n".join(lines), markup=False)
     if result.signal_after_commit:
         render.notice(
@@ -317,6 +339,7 @@ def _print_restore(result: RestoreResult) -> None:
 @app.command("recover")
 def recover(
     target: Annotated[str, typer.Argument(help="Volume name or host path.")],
+    stop_containers: StopContainersOption = False,
     json_output: JsonOption = False,
     helper_image: HelperImageOption = None,
     docker_host: DockerHostOption = None,
@@ -332,10 +355,16 @@ def recover(
       opskit volume recover pgdata
 
       opskit volume recover /srv/app/uploads --wait 600
+
+      opskit volume recover pgdata --stop-containers
     """
     config = load_config(config_path)
     request = RecoverRequest(
-        target=target, helper_image=helper_image, docker_host=docker_host, wait_seconds=wait
+        target=target,
+        helper_image=helper_image,
+        docker_host=docker_host,
+        wait_seconds=wait,
+        stop_containers=stop_containers,
     )
     result = run_recover(request, config, notify=render.notice)
     if json_output:

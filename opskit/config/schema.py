@@ -39,6 +39,11 @@ class Config(BaseModel):
     ports: PortsPolicy = Field(
         default_factory=PortsPolicy, description="Port audit policy (allowlist)."
     )
+    protected_tags: list[str] = Field(
+        default=["pre-upgrade", "pre-restore"],
+        description="Tags whose backups `volume prune` never removes (unless --no-protect TAG).",
+        examples=[["pre-upgrade", "pre-restore", "release"]],
+    )
 
     def resolve_target(self, location: str) -> TargetConfig:
         """Given a target name or a URL/path, return its settings.

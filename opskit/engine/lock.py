@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -68,6 +69,9 @@ def held(
 
     Raise `TargetLocked` if it stays held by a live run. The lock is released on any exit.
     """
+    if data.kind == "path" and engine.shares_filesystem:
+        # One lock per directory, however it is spelled (symlinks, `..`).
+        data = DataSource("path", os.path.realpath(data.name))
     container_id = _acquire(engine, data, operation, image, wait_seconds, notify)
     try:
         yield
@@ -124,17 +128,22 @@ def _try_create(
         SINCE_LABEL: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     # Held signals: an interrupt between the engine's create and our knowing its id would
-    # leave a lock that only the stale check could remove.
-    with signals.deferred(), translated_errors(f"locking {data.describe()}"):
+    # leave a lock that only the stale check could remove (and, for other hosts, nothing).
+    with signals.deferred(reraise=False) as caught, translated_errors(f"locking {data.describe()}"):
         try:
             created = engine.client.api.create_container(
                 image, command=["true"], name=name, labels=labels, network_disabled=True
             )
         except docker.errors.APIError as exc:
             if exc.status_code == 409:
-                return None
-            raise
-    return str(created["Id"])
+                created = None
+            else:
+                raise
+    if caught.signal_name is not None:
+        if created is not None:
+            _remove(engine, str(created["Id"]))
+        raise errors.Interrupted(caught.signal_name)
+    return str(created["Id"]) if created is not None else None
 
 
 def _holder(engine: Engine, name: str) -> LockHolder | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import struct
 import tarfile
 from pathlib import Path
 
@@ -272,3 +273,23 @@ def test_symlinks_that_point_anywhere_are_restored(docker_client, make_target, t
     assert result.returncode == 0, describe(result)
     links = _read_in(docker_client, target, "for link in abs up dangling; do readlink $link; done")
     assert links == "/etc/passwd\n../../..\nmissing\n"
+
+
+def test_files_with_capabilities_are_restored_and_named_in_json(
+    docker_client, make_target, tmp_path
+):
+    """A planted file capability (cap_setuid) is as strong as setuid-root: it is restored, since
+    that is fidelity, but counted and named."""
+    capability = struct.pack("<IIIII", 0x02000001, (1 << 7) | (1 << 2), 0, 0, 0)
+    info, data = _member("./tool", data=b"#!/bin/sh\n", mode=0o755)
+    info.pax_headers = {
+        "SCHILY.xattr.security.capability": capability.decode("utf-8", "surrogateescape")
+    }
+    store = tmp_path / "store"
+    plant_backup(store, _tar(ROOT, (info, data)))
+    target = make_target("volume", empty=True)
+
+    document = run_json("volume", "restore", SOURCE, "--from", str(store), "--into", target)
+
+    assert document.get("capability_count") == 1, document
+    assert [name.removeprefix("./") for name in document["capability_files"]] == ["tool"]

@@ -23,6 +23,7 @@ from opskit.engine.volumes import DataSource
 from opskit.process_owner import owner_label
 from tests.integration import trees
 from tests.integration.opskit_cli import (
+    STOPPABLE_COMMAND,
     assert_failed_with_one_line,
     backup,
     bytes_below,
@@ -440,3 +441,39 @@ def test_a_signal_after_the_swap_reports_the_complete_restore(docker_client, bac
     run_json("volume", "recover", old_target)
     trees.assert_same_tree(new_tree, trees.snapshot(docker_client, old_target), "target")
     assert opskit_entries(docker_client, old_target) == []
+
+
+def test_a_committed_swap_is_never_finished_under_a_running_app(
+    docker_client, backed_up, old_target, resources, tmp_path
+):
+    """The review's worst case: an app running on a half-swapped target (restarted by the
+    engine) must not have its entries moved by the next backup; it is refused with the way
+    out, and `recover --stop-containers` finishes it."""
+    source, _, record, new_tree = backed_up
+    restore_id = "fedcba9876543210"
+    journal = {"restore_id": restore_id, "backup_id": record["id"], "phase": "swap-out"}
+    journal["format"] = 1
+    docker_client.containers.run(
+        "busybox:stable",
+        ["sh", "-c", f"set -e; cd /data; mkdir .opskit-restore-{restore_id};"
+         f" cp -a /src/. .opskit-restore-{restore_id}/;"
+         f" printf '%s' '{json.dumps(journal)}' > {JOURNAL}"],
+        volumes={old_target: {"bind": "/data"}, source: {"bind": "/src", "mode": "ro"}},
+        remove=True,
+    )  # fmt: skip
+    app = resources.container(command=STOPPABLE_COMMAND, volumes={old_target: {"bind": "/data"}})
+    before = trees.snapshot(docker_client, old_target)
+
+    backed = run_opskit("volume", "backup", old_target, "--to", str(tmp_path / "b"))
+    recovered = run_opskit("volume", "recover", old_target)
+
+    for result in (backed, recovered):
+        assert_failed_with_one_line(
+            result, "running containers", "--stop-containers", notices=("warning:",)
+        )
+    trees.assert_same_tree(before, trees.snapshot(docker_client, old_target), "target")
+    finished = run_json("volume", "recover", old_target, "--stop-containers")
+    assert "finished an interrupted restore" in finished["done"]
+    trees.assert_same_tree(new_tree, trees.snapshot(docker_client, old_target), "target")
+    app.reload()
+    assert app.status == "running", "the app was not started again"

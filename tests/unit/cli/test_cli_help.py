@@ -13,7 +13,12 @@ from opskit import __version__
 from opskit.cli import app
 from opskit.log import configure_logging
 
-COMMANDS = [[], ["volume"], ["volume", "backup"], ["volume", "list"], ["volume", "restore"]]
+COMMANDS = [
+    [],
+    ["volume"],
+    *(["volume", name] for name in ("backup", "list", "restore", "recover", "prune", "delete")),
+    ["volume", "verify"],
+]
 
 
 @pytest.fixture(autouse=True)

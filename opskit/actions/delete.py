@@ -1,0 +1,129 @@
+"""`volume delete`: remove one backup by id, metadata first, then its archive.
+
+The newest backup of a source is refused without `force`: prune never removes it, and a
+mistyped id must not take a source's last good state. A backup whose metadata is damaged can
+be deleted too (its `<id>.json` and any `<id>.tar*`): that is how a damaged file that holds a
+source in `prune` is cleared. Asking for confirmation is the caller's: pass `confirm`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import structlog
+
+from opskit import errors, untrusted
+from opskit.archive import catalog
+from opskit.archive.pipeline import SUFFIXES
+from opskit.config.schema import Config
+from opskit.storage.base import Storage
+from opskit.storage.registry import open_storage
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class DeleteRequest:
+    location: str
+    backup_id: str
+    force: bool = False  # delete the newest backup of its source too
+
+
+@dataclass
+class DeleteResult:
+    """The backup to delete (`source` etc. are empty when its metadata is damaged), the
+    objects removed, and whether it is gone (False: `confirm` said no)."""
+
+    id: str
+    location: str
+    source: str = ""
+    kind: str = ""
+    created: str = ""
+    size: int = 0
+    tags: list[str] = field(default_factory=list)
+    newest: bool = False  # the newest backup of its source
+    damaged: str = ""  # why its metadata is not a valid record, if it is not
+    objects: list[str] = field(default_factory=list)  # metadata first
+    deleted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_delete(
+    request: DeleteRequest,
+    config: Config,
+    confirm: Callable[[DeleteResult], bool] | None = None,
+) -> DeleteResult:
+    """Given a store and a backup id, remove that backup's metadata, then its archive; if
+    `confirm` is given, only once it returns True for the backup found.
+
+    Return what was (or, if not confirmed, would have been) removed. Raise `UsageError` if the
+    id is not a backup id, or names the newest backup of its source and `force` is not set;
+    raise `NotFound` if the store has no such backup, a `StorageError` if a removal fails.
+    """
+    shown = untrusted.printable(request.backup_id)
+    if not catalog.SAFE_ID.fullmatch(request.backup_id):
+        raise errors.UsageError(f"{shown!r} is not a backup id", "copy one from opskit volume list")
+    storage = open_storage(request.location, config)
+    try:
+        directory = storage.local_directory()
+        if directory is not None and not directory.is_dir():
+            raise errors.NotFound(
+                f"backup directory {untrusted.printable(str(directory))} does not exist",
+                "check --from",
+            )
+        candidate = _find(storage, request)
+        if confirm is not None and not confirm(candidate):
+            return candidate
+        for name in candidate.objects:
+            try:
+                storage.remove(name)
+            except errors.NotFound:
+                log.debug("already removed", name=name)
+        candidate.deleted = True
+        log.info("deleted backup", backup=request.backup_id, source=candidate.source)
+        return candidate
+    finally:
+        storage.close()
+
+
+def _find(storage: Storage, request: DeleteRequest) -> DeleteResult:
+    """Return what deleting the backup would remove. Raise as `run_delete` says."""
+    backup_id = request.backup_id
+    shown = untrusted.printable(backup_id)
+    shown_url = untrusted.printable(storage.url)
+    listing = catalog.list_records(storage)
+    result = DeleteResult(id=backup_id, location=storage.url)
+    for record in listing:
+        if record.id != backup_id:
+            continue
+        siblings = [
+            other for other in listing if (other.kind, other.source) == (record.kind, record.source)
+        ]
+        result.newest = siblings[-1] is record  # a listing is oldest first
+        if result.newest and not request.force:
+            raise errors.UsageError(
+                f"{shown} is the newest backup of {untrusted.printable(record.source)}",
+                "pass --force to delete it anyway",
+            )
+        result.source, result.kind, result.created = record.source, record.kind, record.created
+        result.size, result.tags = record.size, list(record.tags)
+        result.objects = [catalog.metadata_name(backup_id), record.archive]
+        return result
+    for problem in listing.problems:
+        if problem.name == catalog.metadata_name(backup_id):
+            result.damaged = problem.reason
+            archives = {info.name for info in storage.list(backup_id)}
+            result.objects = [problem.name] + [
+                backup_id + suffix
+                for suffix in dict.fromkeys(SUFFIXES.values())
+                if backup_id + suffix in archives
+            ]
+            return result
+    raise errors.NotFound(
+        f"no backup {shown} in {shown_url}",
+        f"list them with: opskit volume list --from {shown_url}",
+    )
