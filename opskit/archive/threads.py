@@ -43,7 +43,17 @@ class BackgroundSink:
         self._thread.start()
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not _END:
+        while True:
+            try:
+                # A timeout, not a plain get(): a Ctrl-C can land inside the caller's put()
+                # and lose its wake-up, and abort() must never wait on this thread for that.
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._stopped.is_set():
+                    return
+                continue
+            if item is _END:
+                return
             if self._error is None and not self._stopped.is_set():
                 try:
                     self.sink.write(item)  # type: ignore[arg-type]
@@ -66,16 +76,8 @@ class BackgroundSink:
             raise self._error
 
     def abort(self) -> None:
+        """Stop the thread: it drops what is queued and ends within 0.1 s of its last write."""
         self._stopped.set()
-        while True:  # make room for the end marker even if the thread is blocked in a write
-            try:
-                self._queue.put_nowait(_END)
-                break
-            except queue.Full:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    pass
         self._thread.join(timeout=30)
 
 
