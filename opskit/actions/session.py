@@ -77,7 +77,7 @@ def containers_stopped(
         if stopped:
             with signals.deferred():
                 failed = volumes.start_containers(engine, stopped)
-            started = [ref.name for ref in stopped if ref.name not in failed]
+            started = [ref.name for ref in reversed(stopped) if ref.name not in failed]
             if started:
                 notify(f"started {', '.join(started)} again")
             if failed:

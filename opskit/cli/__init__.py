@@ -13,7 +13,7 @@ import structlog
 import typer
 
 from opskit import __version__, errors, signals, untrusted
-from opskit.cli import ports, volume, volume_retention, volume_verify
+from opskit.cli import ports, volume, volume_retention, volume_snapshot, volume_verify
 from opskit.log import configure_logging
 
 log = structlog.get_logger(__name__)
@@ -24,8 +24,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-# volume_retention and volume_verify add their commands (prune, delete, verify) to volume.app.
-COMMAND_MODULES = (volume, volume_retention, volume_verify)
+# volume_retention, volume_verify and volume_snapshot add their commands (prune, delete,
+# verify, snapshot) to volume.app.
+COMMAND_MODULES = (volume, volume_retention, volume_verify, volume_snapshot)
 app.add_typer(volume.app, name="volume")
 app.add_typer(ports.app, name="ports")
 

@@ -10,10 +10,20 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from opskit.actions.backup import BackupRequest, run_backup
+from opskit import errors
+from opskit.actions.backup import (
+    FAILED,
+    SKIPPED,
+    BackupManyRequest,
+    BackupOptions,
+    SetOutcome,
+    SourceOutcome,
+    run_backups,
+)
 from opskit.actions.list_backups import run_list_backups
 from opskit.actions.recover import RecoverRequest, run_recover
 from opskit.actions.restore import RestoreRequest, RestoreResult, run_restore
+from opskit.actions.restore_snapshot import SnapshotRestoreRequest, run_restore_snapshot
 from opskit.archive.catalog import BackupRecord
 from opskit.cli import render
 from opskit.cli.options import ConfigOption, DockerHostOption, JsonOption, WaitOption
@@ -81,13 +91,33 @@ def resolve_location(given: str | None, config: Config) -> str:
 
 @app.command("backup")
 def backup(
-    source: Annotated[str, typer.Argument(help="Volume name, or absolute host path.")],
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(help="Volume names or absolute host paths (or --all).", show_default=False),
+    ] = None,
     to: Annotated[
         str | None,
         typer.Option(
             "--to",
             help="Directory or s3://bucket/prefix (default: $OPSKIT_TARGET, config "
             "default_target, /var/backups/opskit).",
+            show_default=False,
+        ),
+    ] = None,
+    all_volumes: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every volume (but those labelled, or mounted by a container labelled, "
+            "opskit.backup=false).",
+        ),
+    ] = False,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label",
+            help="With --all: only volumes with this label, KEY=VALUE or KEY (repeatable: all "
+            "of them).",
             show_default=False,
         ),
     ] = None,
@@ -105,7 +135,12 @@ def backup(
     wait: WaitOption = 0,
     config_path: ConfigOption = None,
 ) -> None:
-    """Back up a volume (or a host directory) into a .tar.zst/.tar.gz/.tar archive.
+    """Back up volumes (or host directories) into .tar.zst/.tar.gz/.tar archives.
+
+    Containers using them may carry hooks: the labels opskit.backup.pre and opskit.backup.post
+    hold commands run in the container (sh -c) before and after its volumes are read,
+    opskit.backup.timeout their timeout in seconds (default 300). Several sources: each
+    outcome is reported, and the exit code is 1 if any failed (--json: a list).
 
     Examples:
 
@@ -113,30 +148,56 @@ def backup(
 
       opskit volume backup pgdata --to s3://ops-backups/docker --stop-containers --tag nightly
 
-      opskit volume backup /srv/app/uploads --compress gzip --json
+      opskit volume backup pgdata uploads /srv/app/config --json
+
+      opskit volume backup --all --label com.example.tier=db --stop-containers
     """
+    if not sources and not all_volumes:
+        raise typer.BadParameter("name a volume or path to back up, or pass --all",
+                                 param_hint="SOURCES")  # fmt: skip
     config = load_config(config_path)
-    request = BackupRequest(
-        source=source,
+    request = BackupManyRequest(
+        sources=sources or [],
         to=resolve_location(to, config),
-        compression=compress.value,
-        tags=tag or [],
-        stop_containers=stop_containers,
-        transfer=transfer.value,
+        all_volumes=all_volumes,
+        labels=label or [],
+        options=BackupOptions(
+            compression=compress.value,
+            tags=tag or [],
+            stop_containers=stop_containers,
+            transfer=transfer.value,
+            wait_seconds=wait,
+        ),
         helper_image=helper_image,
         docker_host=docker_host,
-        wait_seconds=wait,
     )
-    with render.progress_bar(f"backup {source}", enabled=not json_output) as bar:
-        record = run_backup(
+    shown = sources[0] if sources and len(sources) == 1 else "volumes"
+    with render.progress_bar(f"backup {shown}", enabled=not json_output) as bar:
+        result = run_backups(
             request, config, on_progress=bar.advance if bar.shown else None, notify=render.notice
         )
+    single = len(request.sources) == 1 and not all_volumes
+    if single and result.outcomes[0].error is not None:
+        for line in result.errors:  # a post hook's failure, said before the main error
+            render.notice(f"also: {render.printable(line)}")
+        raise result.outcomes[0].error  # one source: its own message and exit code
     if json_output:
-        render.print_json(record.to_dict())
-        return
+        outcomes = result.outcomes
+        render.print_json(
+            outcomes[0].to_dict()["backup"] if single else [item.to_dict() for item in outcomes]
+        )
+    elif single:
+        _print_record(result.outcomes[0].record)
+    else:
+        _print_outcomes(result.outcomes)
+    _exit_on_failures(result)
+
+
+def _print_record(record: BackupRecord | None) -> None:
+    assert record is not None
     render.stdout.print(
-        f"backed up {record.kind} {record.source} as {record.id}\n"
-        f"  archive  {record.location}\n"
+        f"backed up {record.kind} {render.printable(record.source)} as {record.id}\n"
+        f"  archive  {render.printable(record.location)}\n"
         f"  size     {render.human_size(record.size)} ({record.compression}, "
         f"{render.human_size(record.tar_size)} of tar)\n"
         f"  sha256   {record.sha256}\n"
@@ -144,6 +205,33 @@ def backup(
         + (f" (keeps {', '.join(record.tar_keeps)})" if record.tar_keeps else ""),
         markup=False,
     )
+
+
+def _print_outcomes(outcomes: list[SourceOutcome]) -> None:
+    """One line per source backed up or skipped (stdout); failures go to stderr."""
+    for item in outcomes:
+        what = f"{item.source.kind} {render.printable(item.source.name)}"
+        if item.record is not None:
+            render.stdout.print(
+                f"backed up {what} as {item.record.id} ({render.human_size(item.record.size)})",
+                markup=False,
+            )
+        elif item.status == SKIPPED:
+            render.stdout.print(f"skipped {what}: {render.printable(item.reason)}", markup=False)
+
+
+def _exit_on_failures(result: SetOutcome) -> None:
+    """Print one `error:` line per failed source and per error of the run; exit 1 if any."""
+    lines = []
+    for item in result.outcomes:
+        if item.status == FAILED:
+            named = item.source.describe() in item.reason
+            lines.append(item.reason if named else f"{item.source.describe()}: {item.reason}")
+    lines.extend(result.errors)
+    for line in lines:
+        render.notice(f"error: {render.printable(line)}")
+    if lines:
+        raise typer.Exit(errors.EXIT_FAILURE)
 
 
 @app.command("list")
@@ -221,7 +309,19 @@ def _verified(record: BackupRecord) -> str:
 
 @app.command("restore")
 def restore(
-    source: Annotated[str, typer.Argument(help="Volume name or host path that was backed up.")],
+    source: Annotated[
+        str | None,
+        typer.Argument(help="Volume name or host path that was backed up.", show_default=False),
+    ] = None,
+    snapshot: Annotated[
+        str | None,
+        typer.Option(
+            "--snapshot",
+            help="Restore every member of this snapshot (opskit volume snapshot) into its own "
+            "volume or path; all are checked before any is touched.",
+            show_default=False,
+        ),
+    ] = None,
     from_: Annotated[
         str | None,
         typer.Option(
@@ -274,8 +374,33 @@ def restore(
       opskit volume restore pgdata --from /var/backups/opskit --backup pgdata-20261126T095132Z-1a2b
 
       opskit volume restore pgdata --from s3://ops-backups/docker --into pgdata-check
+
+      opskit volume restore --snapshot shop-20261126T095132Z-1a2b --force --stop-containers
     """
     config = load_config(config_path)
+    if snapshot is not None:
+        if source is not None or into is not None or backup_id != "latest":
+            raise errors.UsageError("--snapshot restores a whole set: give no source, --into "
+                                    "or --backup with it")  # fmt: skip
+        _restore_snapshot(
+            SnapshotRestoreRequest(
+                snapshot=snapshot,
+                from_=resolve_location(from_, config),
+                force=force,
+                stop_containers=stop_containers,
+                transfer=transfer.value,
+                helper_image=helper_image,
+                docker_host=docker_host,
+                wait_seconds=wait,
+                allow_devices=allow_devices,
+            ),
+            config,
+            json_output,
+        )
+        return
+    if source is None:
+        raise typer.BadParameter("name the volume or path to restore, or pass --snapshot ID",
+                                 param_hint="SOURCE")  # fmt: skip
     request = RestoreRequest(
         source=source,
         from_=resolve_location(from_, config),
@@ -301,6 +426,20 @@ def restore(
         render.print_json(result.to_dict())
         return
     _print_restore(result)
+
+
+def _restore_snapshot(request: SnapshotRestoreRequest, config: Config, json_output: bool) -> None:
+    result = run_restore_snapshot(request, config, notify=render.notice)
+    if json_output:
+        render.print_json(result.to_dict())
+        return
+    render.stdout.print(
+        f"restored snapshot {render.printable(result.snapshot.id)} of project "
+        f"{render.printable(result.snapshot.project)}: {len(result.restored)} members",
+        markup=False,
+    )
+    for member in result.restored:
+        _print_restore(member)
 
 
 def _print_restore(result: RestoreResult) -> None:

@@ -52,6 +52,22 @@ class ContainerRef:
     id: str
     name: str
     is_opskit_helper: bool
+    labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """A container (running or not) as a selection needs it: labels and what it mounts."""
+
+    id: str
+    name: str
+    running: bool
+    labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    volumes: tuple[str, ...] = ()  # names of the volumes it mounts
+    binds: tuple[str, ...] = ()  # host paths it bind-mounts
+
+    def ref(self) -> ContainerRef:
+        return ContainerRef(self.id, self.name, HELPER_LABEL in self.labels, dict(self.labels))
 
 
 def inspect_volume(engine: Engine, name: str) -> VolumeInfo:
@@ -131,9 +147,64 @@ def running_users(engine: Engine, source: DataSource) -> list[ContainerRef]:
                     id=summary["Id"],
                     name=names[0].lstrip("/"),
                     is_opskit_helper=HELPER_LABEL in (summary.get("Labels") or {}),
+                    labels=dict(summary.get("Labels") or {}),
                 )
             )
     return users
+
+
+def list_containers(engine: Engine, label: str | None = None) -> list[ContainerInfo]:
+    """Return every container, running or not (only those with `label`, `KEY` or `KEY=VALUE`,
+    if given), newest first, with their labels and mounts."""
+    filters = {"label": label} if label else None
+    with translated_errors("listing containers"):
+        summaries = engine.client.api.containers(all=True, filters=filters)
+    found = []
+    for summary in summaries:
+        mounts = summary.get("Mounts") or []
+        names = summary.get("Names") or [summary["Id"][:12]]
+        found.append(
+            ContainerInfo(
+                id=summary["Id"],
+                name=names[0].lstrip("/"),
+                running=summary.get("State") == "running",
+                labels=dict(summary.get("Labels") or {}),
+                volumes=tuple(
+                    mount["Name"]
+                    for mount in mounts
+                    if mount.get("Type") == "volume" and mount.get("Name")
+                ),
+                binds=tuple(
+                    os.path.normpath(mount["Source"])
+                    for mount in mounts
+                    if mount.get("Type") == "bind" and mount.get("Source")
+                ),
+            )
+        )
+    return found
+
+
+def list_volumes(engine: Engine) -> list[VolumeInfo]:
+    """Return every volume on the engine, sorted by name."""
+    with translated_errors("listing volumes"):
+        answer = engine.client.api.volumes()
+    found = [
+        VolumeInfo(
+            name=item["Name"],
+            driver=item.get("Driver", "local"),
+            labels=item.get("Labels") or {},
+            mountpoint=item.get("Mountpoint") or "",
+        )
+        for item in (answer or {}).get("Volumes") or []
+    ]
+    return sorted(found, key=lambda volume: volume.name)
+
+
+def mounts_source(container: ContainerInfo, source: DataSource) -> bool:
+    """Whether `container` mounts the volume `source`, or a path overlapping the path `source`."""
+    if source.kind == "volume":
+        return source.name in container.volumes
+    return any(paths_overlap(bind, os.path.normpath(source.name)) for bind in container.binds)
 
 
 def _mount_uses(mount: dict, source: DataSource) -> bool:
@@ -161,9 +232,11 @@ def stop_container(engine: Engine, ref: ContainerRef) -> None:
 
 
 def start_containers(engine: Engine, containers: list[ContainerRef]) -> list[str]:
-    """Start the containers again. Try every one; return the names that failed to start."""
+    """Start the containers again, in the reverse order of the list (the order they were
+    stopped in: what stopped last starts first). Try every one; return the names that failed
+    to start."""
     failed = []
-    for ref in containers:
+    for ref in reversed(containers):
         try:
             engine.client.containers.get(ref.id).start()
             log.info("container.started", container=ref.name)

@@ -33,6 +33,7 @@ from tests.integration.opskit_cli import (
 
 pytestmark = pytest.mark.integration
 
+
 def run_retention(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run `opskit ARGS` with the prune and delete commands, as a user would (no terminal)."""
     return subprocess.run(

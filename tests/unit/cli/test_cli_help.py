@@ -18,6 +18,7 @@ COMMANDS = [
     ["volume"],
     *(["volume", name] for name in ("backup", "list", "restore", "recover", "prune", "delete")),
     ["volume", "verify"],
+    ["volume", "snapshot"],
 ]
 
 
