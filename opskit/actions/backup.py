@@ -46,6 +46,9 @@ class BackupOptions:
     wait_seconds: float = 0.0  # for another run's lock on a source
     snapshot: str | None = None  # the snapshot id the backups belong to
     stop_at_first_failure: bool = False  # a snapshot: one failed member fails the set
+    # More containers to stop with the set (a snapshot: the project's ones that mount nothing
+    # of it, e.g. an app server writing to the database over the network).
+    also_stop: list[volumes.ContainerRef] = field(default_factory=list)
 
 
 @dataclass
@@ -339,6 +342,8 @@ def _back_up_ready(
             not_attempted(member)
         return
     to_stop = _unique([ref for member in ready for ref in users[member.source]])
+    if options.stop_containers and ready:
+        to_stop = _unique([*to_stop, *options.also_stop])
     if to_stop and not options.stop_containers:
         for member in ready:
             if users[member.source]:

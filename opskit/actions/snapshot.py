@@ -78,6 +78,7 @@ class ProjectSources:
     skipped: list[tuple[volumes.DataSource, str]]
     compose_files: list[str]
     working_dir: str
+    running: list[volumes.ContainerRef] = field(default_factory=list)  # stopped for the set
 
 
 def project_sources(
@@ -110,7 +111,12 @@ def project_sources(
             if name.strip() and name.strip() not in files:
                 files.append(name.strip())
         working_dir = working_dir or container.labels.get(WORKING_DIR_LABEL, "")
-    return ProjectSources(members, skipped, files, working_dir)
+    running = [
+        volumes.ContainerRef(container.id, container.name, False, dict(container.labels))
+        for container in project_containers
+        if container.running and volumes.HELPER_LABEL not in container.labels
+    ]
+    return ProjectSources(members, skipped, files, working_dir, running)
 
 
 def run_snapshot(
@@ -141,6 +147,7 @@ def run_snapshot(
             wait_seconds=request.wait_seconds,
             snapshot=snapshot_id,
             stop_at_first_failure=True,
+            also_stop=found.running,
         )
         for source, reason in found.skipped:
             notify(f"skipped {source.describe()}: {reason}")

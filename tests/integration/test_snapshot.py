@@ -178,3 +178,26 @@ def test_snapshot_of_an_unknown_project_fails_with_one_line(unique_name, tmp_pat
     result = run_opskit("volume", "snapshot", "--project", unique_name, "--to", str(tmp_path))
 
     assert_failed_with_one_line(result, "compose project", unique_name)
+
+
+def test_snapshot_also_stops_project_containers_that_mount_none_of_it(
+    docker_client, project, resources, tmp_path
+):
+    """An app server that writes to the database over the network must not run while the
+    database's volume is read: the project's running containers are all stopped once."""
+    name, _, _ = project
+    worker = resources.container(
+        command=STOPPABLE_COMMAND,
+        name=f"{name}-worker-1",
+        labels={"com.docker.compose.project": name, "com.docker.compose.service": "worker"},
+    )
+    _, before = started_at(docker_client, worker.id)
+
+    result = run_opskit(
+        "volume", "snapshot", "--project", name, "--to", str(tmp_path / "b"), "--stop-containers"
+    )
+
+    assert result.returncode == 0, describe(result)
+    running, after = started_at(docker_client, worker.id)
+    assert running, "the worker is not running again"
+    assert docker_time(after) > docker_time(before), "the worker was not stopped"
