@@ -38,14 +38,13 @@ from opskit.archive.pipeline import HashingReader, tar_chunks, verify_digest
 from opskit.archive.threads import ReadAhead
 from opskit.config.schema import Config
 from opskit.engine import check, client, helper, transfer, volumes
-from opskit.engine.orphans import OWNER_LABEL
+from opskit.engine.orphans import OWNER_LABEL, SCRATCH_LABEL
 from opskit.process_owner import owner_label
 from opskit.storage.base import Storage
 from opskit.storage.registry import open_storage
 
 log = structlog.get_logger(__name__)
 
-SCRATCH_LABEL = "io.opskit.scratch"
 SCRATCH_OF_LABEL = "io.opskit.scratch.backup"  # the backup id a scratch volume holds
 CHECK_MOUNT_POINT = "/data"
 SCRATCH_MOUNT_POINT = "/data"

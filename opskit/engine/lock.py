@@ -24,13 +24,12 @@ import structlog
 from opskit import errors, signals
 from opskit.engine.client import Engine, translated_errors
 from opskit.engine.helper import ensure_image
-from opskit.engine.orphans import OWNER_LABEL
+from opskit.engine.orphans import LOCK_LABEL, OWNER_LABEL
 from opskit.engine.volumes import DataSource
 from opskit.process_owner import owner_is_alive, owner_label
 
 log = structlog.get_logger(__name__)
 
-LOCK_LABEL = "io.opskit.lock"  # value: what is locked, e.g. "volume pgdata"
 OPERATION_LABEL = "io.opskit.operation"
 SINCE_LABEL = "io.opskit.since"
 POLL_SECONDS = 0.5

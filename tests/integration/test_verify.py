@@ -200,3 +200,31 @@ def test_verify_interrupted_removes_the_scratch_volume_and_the_check(docker_clie
     assert scratch_volumes(docker_client, record["id"]) == []
     assert docker_client.containers.list(all=True, filters={"label": CHECK_LABEL}) == []
     assert recorded(store, record["id"])["verified_at"] is None  # an interrupted drill says nothing
+
+
+def test_a_killed_verify_leaves_nothing_after_the_next_run(docker_client, small_backup, tmp_path):
+    """SIGKILL cannot be caught: the scratch volume, its check container and its lock stay,
+    and the very next opskit run that touches the engine removes them (their owner is dead)."""
+    source, store, record = small_backup
+    process = start_opskit(
+        "volume", "verify", "--from", str(store), "--volume", source,
+        "--check-image", CHECK_IMAGE, "--check-cmd", "sleep 60",
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not docker_client.containers.list(filters={"label": CHECK_LABEL}):
+            assert process.poll() is None, finish(process).stderr
+            assert time.monotonic() < deadline, "the check never started"
+            time.sleep(0.1)
+    finally:
+        process.kill()
+        process.wait()
+    assert scratch_volumes(docker_client, record["id"]), "nothing was left to clean up"
+
+    later = run_opskit("volume", "backup", source, "--to", str(tmp_path / "later"))
+
+    assert later.returncode == 0, describe(later)
+    assert scratch_volumes(docker_client, record["id"]) == []
+    assert docker_client.containers.list(all=True, filters={"label": CHECK_LABEL}) == []
+    locks = docker_client.containers.list(all=True, filters={"label": "io.opskit.lock"})
+    assert [c.name for c in locks if "opskit-verify" in c.labels["io.opskit.lock"]] == []
