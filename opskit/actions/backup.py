@@ -23,10 +23,10 @@ from opskit.actions.session import (
     quiet,
     used_by_others,
 )
-from opskit.archive import catalog
 from opskit.archive.pipeline import ArchiveWriter, ProgressCallback
 from opskit.config.schema import Config
 from opskit.engine import client, helper, hooks, lock, transfer, volumes
+from opskit.repository import catalog
 from opskit.storage.base import Storage
 from opskit.storage.registry import open_storage
 

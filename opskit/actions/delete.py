@@ -15,9 +15,9 @@ from typing import Any
 import structlog
 
 from opskit import errors, untrusted
-from opskit.archive import catalog
 from opskit.archive.pipeline import SUFFIXES
 from opskit.config.schema import Config
+from opskit.repository import catalog
 from opskit.storage.base import Storage
 from opskit.storage.registry import open_storage
 

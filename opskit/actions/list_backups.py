@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from opskit import errors, untrusted
-from opskit.archive import catalog
 from opskit.config.schema import Config
 from opskit.engine.volumes import DataSource
+from opskit.repository import catalog
 from opskit.storage.registry import open_storage
 
 

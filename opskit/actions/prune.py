@@ -28,11 +28,10 @@ from typing import Any
 import structlog
 
 from opskit import errors, untrusted
-from opskit.archive import catalog
 from opskit.archive.pipeline import SUFFIXES
 from opskit.config.schema import Config
 from opskit.engine.volumes import DataSource
-from opskit.repository import retention
+from opskit.repository import catalog, retention
 from opskit.storage.base import ObjectInfo, Storage
 from opskit.storage.registry import open_storage
 

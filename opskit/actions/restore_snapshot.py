@@ -19,10 +19,9 @@ from opskit import errors, untrusted
 from opskit.actions import staging
 from opskit.actions.restore import RestoreRequest, RestoreResult, run_restore
 from opskit.actions.session import Notify, containers_stopped, quiet
-from opskit.archive import catalog
 from opskit.config.schema import Config
 from opskit.engine import client, helper, volumes
-from opskit.repository import snapshots
+from opskit.repository import catalog, snapshots
 from opskit.storage.base import Storage
 from opskit.storage.registry import open_storage
 

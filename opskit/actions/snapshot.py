@@ -25,11 +25,10 @@ from opskit.actions.backup import (
     back_up_set,
 )
 from opskit.actions.session import Notify, check_store_outside, quiet
-from opskit.archive import catalog
 from opskit.archive.pipeline import ProgressCallback
 from opskit.config.schema import Config
 from opskit.engine import client, volumes
-from opskit.repository import snapshots
+from opskit.repository import catalog, snapshots
 from opskit.storage.base import Storage
 from opskit.storage.registry import open_storage
 

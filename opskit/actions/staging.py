@@ -17,7 +17,6 @@ import structlog
 from opskit import errors, signals
 from opskit.actions import journal
 from opskit.actions.journal import Journal
-from opskit.archive import catalog
 from opskit.archive.pipeline import (
     CHUNK_SIZE,
     HashingReader,
@@ -28,6 +27,7 @@ from opskit.archive.pipeline import (
 from opskit.archive.tar_root import TarWatcher
 from opskit.archive.threads import ReadAhead
 from opskit.engine import helper, tar_flavour, transfer
+from opskit.repository import catalog
 from opskit.storage.base import Storage
 
 log = structlog.get_logger(__name__)

@@ -33,13 +33,14 @@ from opskit import errors, untrusted
 from opskit.actions import staging
 from opskit.actions.restore import RestoreRequest, run_restore
 from opskit.actions.session import Notify, quiet
-from opskit.archive import catalog, listing
+from opskit.archive import listing
 from opskit.archive.pipeline import HashingReader, tar_chunks, verify_digest
 from opskit.archive.threads import ReadAhead
 from opskit.config.schema import Config
 from opskit.engine import check, client, helper, transfer, volumes
 from opskit.engine.orphans import OWNER_LABEL, SCRATCH_LABEL
 from opskit.process_owner import owner_label
+from opskit.repository import catalog
 from opskit.storage.base import Storage
 from opskit.storage.registry import open_storage
 

@@ -24,12 +24,12 @@ from opskit.actions.list_backups import run_list_backups
 from opskit.actions.recover import RecoverRequest, run_recover
 from opskit.actions.restore import RestoreRequest, RestoreResult, run_restore
 from opskit.actions.restore_snapshot import SnapshotRestoreRequest, run_restore_snapshot
-from opskit.archive.catalog import BackupRecord
 from opskit.cli import render
 from opskit.cli.options import ConfigOption, DockerHostOption, JsonOption, WaitOption
 from opskit.config.load import load_config
 from opskit.config.schema import Config
 from opskit.repository import filters
+from opskit.repository.catalog import BackupRecord
 
 app = typer.Typer(
     help="""Back up, list and restore Docker volumes and bind-mounted host directories.

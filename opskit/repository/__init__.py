@@ -1,2 +1,6 @@
-"""The repository of backups in a store: which to keep (`retention`) and which to show
-(`filters`). The record format and the catalog will move here from `opskit.archive.catalog`."""
+"""The backup repository: what a store holds and which backups to keep.
+
+catalog (the record format, validation, ids, listing, finding a backup), snapshots (the record
+of a set of backups), retention (restic's forget rules and opskit's guarantees, pure), filters
+(which backups `list` shows).
+"""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from opskit.archive.catalog import Listing
+from opskit.repository.catalog import Listing
 
 
 def filter_listing(

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from opskit import errors, untrusted
-from opskit.archive.catalog import SAFETY_TAG, BackupRecord
+from opskit.repository.catalog import SAFETY_TAG, BackupRecord
 
 UPGRADE_TAG = "pre-upgrade"  # the tag of a compose project's snapshot before an upgrade
 DEFAULT_PROTECTED_TAGS: tuple[str, ...] = (UPGRADE_TAG, SAFETY_TAG)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opskit import errors, untrusted
-from opskit.archive import catalog
+from opskit.repository import catalog
 from opskit.storage.base import Storage
 
 PREFIX = "snapshots/"

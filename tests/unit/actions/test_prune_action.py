@@ -11,8 +11,8 @@ from opskit import errors
 from opskit.actions import prune
 from opskit.actions.delete import DeleteRequest, run_delete
 from opskit.actions.prune import PruneRequest, run_prune
-from opskit.archive import catalog
 from opskit.config.schema import Config
+from opskit.repository import catalog
 from opskit.repository.retention import Policy
 from opskit.storage.local import LocalStorage
 

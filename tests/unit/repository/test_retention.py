@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opskit import errors
-from opskit.archive.catalog import BackupRecord, Listing, MetadataProblem, iso_utc
 from opskit.repository import filters, retention
+from opskit.repository.catalog import BackupRecord, Listing, MetadataProblem, iso_utc
 from opskit.repository.retention import Duration, Policy, select
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from opskit import errors
-from opskit.archive import catalog
+from opskit.repository import catalog
 from opskit.storage.local import PARTIAL_PREFIX, LocalStorage
 
 MOMENT = datetime(2026, 11, 26, 9, 51, 32, tzinfo=UTC)
