@@ -5,12 +5,13 @@ the snapshot, its archive is stored with its recorded size, its target exists or
 created, a non-empty target needs --force and one in use needs --stop-containers. Only then
 are the users of all targets stopped (once) and each member restored through the normal,
 journaled restore (restore.py); the users start again in reverse order, even on failure.
-The targets are not locked between the checks and the restores: each restore takes its
-target's lock and checks it again, so a target that changed meanwhile is refused then.
+Every target's lock is held from the checks to the last restore (each member's restore
+re-enters it), so no other run changes a checked target before its turn.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from opskit.actions import staging
 from opskit.actions.restore import RestoreRequest, RestoreResult, run_restore
 from opskit.actions.session import Notify, containers_stopped, quiet
 from opskit.config.schema import Config
-from opskit.engine import client, helper, volumes
+from opskit.engine import client, helper, lock, volumes
 from opskit.repository import catalog, snapshots
 from opskit.storage.base import Storage
 from opskit.storage.registry import open_storage
@@ -66,28 +67,50 @@ def run_restore_snapshot(
     """
     storage = open_storage(request.from_, config)
     engine = client.connect(request.docker_host)
+    restored: list[RestoreResult] = []
     try:
         record = snapshots.read_snapshot(storage, request.snapshot)
         image = request.helper_image or config.helper_image
-        users = _check_members(engine, storage, image, record, request)
+        with contextlib.ExitStack() as locks:
+            # Every target's lock, from the checks to the last restore: no other run can
+            # change a checked target before its turn (each restore re-enters its lock).
+            for member in record.members:
+                target = _member_target(request, member)
+                locks.enter_context(lock.held(engine, target, "restore", image,
+                                              request.wait_seconds, notify))  # fmt: skip
+            users = _check_members(engine, storage, image, record, request)
+            restarted = _restore_members(request, config, engine, record, users, restored, notify)
     finally:
         engine.close()
         storage.close()
-    engine = client.connect(request.docker_host)
-    restored: list[RestoreResult] = []
-    try:
-        with containers_stopped(engine, users, notify) as stopped:
-            for member in record.members:
-                try:
-                    restored.append(run_restore(_member_request(request, member), config,
-                                                notify=notify))  # fmt: skip
-                except errors.OpskitError as error:
-                    error.message = _midway_message(record, restored, member, error.message)
-                    raise
-            restarted = [ref.name for ref in stopped]
-    finally:
-        engine.close()
     return SnapshotRestoreResult(record, restored, restarted)
+
+
+def _restore_members(
+    request: SnapshotRestoreRequest,
+    config: Config,
+    engine: client.Engine,
+    record: snapshots.SnapshotRecord,
+    users: list[volumes.ContainerRef],
+    restored: list[RestoreResult],
+    notify: Notify,
+) -> list[str]:
+    with containers_stopped(engine, users, notify) as stopped:
+        for member in record.members:
+            try:
+                restored.append(run_restore(_member_request(request, member), config,
+                                            notify=notify))  # fmt: skip
+            except errors.OpskitError as error:
+                error.message = _midway_message(record, restored, member, error.message)
+                raise
+        return [ref.name for ref in stopped]
+
+
+def _member_target(
+    request: SnapshotRestoreRequest, member: snapshots.SnapshotMember
+) -> volumes.DataSource:
+    """Where a member goes: back to its own source."""
+    return volumes.DataSource.parse(member.source)
 
 
 def _member_request(

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +34,16 @@ log = structlog.get_logger(__name__)
 OPERATION_LABEL = "io.opskit.operation"
 SINCE_LABEL = "io.opskit.since"
 POLL_SECONDS = 0.5
+
+
+class _HeldLocks(threading.local):
+    """The locks this thread holds, with their depth: (engine address, lock name) -> depth."""
+
+    def __init__(self) -> None:
+        self.depths: dict[tuple[str, str], int] = {}
+
+
+_held = _HeldLocks()
 
 
 @dataclass(frozen=True)
@@ -71,10 +82,22 @@ def held(
     if data.kind == "path" and engine.shares_filesystem:
         # One lock per directory, however it is spelled (symlinks, `..`).
         data = DataSource("path", os.path.realpath(data.name))
+    key = (engine.address, lock_name(data))
+    if _held.depths.get(key):
+        # Re-entered by the same run (a set restore holds its targets' locks while each
+        # member's restore takes its own): only another thread or process must wait.
+        _held.depths[key] += 1
+        try:
+            yield
+        finally:
+            _held.depths[key] -= 1
+        return
     container_id = _acquire(engine, data, operation, image, wait_seconds, notify)
+    _held.depths[key] = 1
     try:
         yield
     finally:
+        del _held.depths[key]
         _release(engine, container_id)
 
 
