@@ -158,7 +158,7 @@ def _check_members(
     for member in record.members:
         target = volumes.DataSource(member.kind, member.source)
         try:
-            _check_stored(storage, record.id, member)
+            _check_stored(storage, record.id, member, request.allow_devices)
             exists = _check_target(engine, target)
             if exists:
                 _check_contents(engine, image, target, request.force)
@@ -182,8 +182,11 @@ def _check_members(
     return list(users.values())
 
 
-def _check_stored(storage: Storage, snapshot_id: str, member: snapshots.SnapshotMember) -> None:
-    """The member's record is readable and of this snapshot; its archive has its size."""
+def _check_stored(
+    storage: Storage, snapshot_id: str, member: snapshots.SnapshotMember, allow_devices: bool
+) -> None:
+    """The member's record is readable and of this snapshot; its archive is whole, safe and
+    matches its sha256 (read once here, so that no member is swapped in before all are good)."""
     shown = untrusted.printable(member.backup)
     try:
         raw = storage.read_bytes(catalog.metadata_name(member.backup))
@@ -209,6 +212,7 @@ def _check_stored(storage: Storage, snapshot_id: str, member: snapshots.Snapshot
         raise errors.ArchiveCorrupt(
             f"the archive of member backup {shown} has {size} bytes, not {backup.size}"
         )
+    staging.check_archive(storage, backup, allow_devices)
 
 
 def _check_target(engine: client.Engine, target: volumes.DataSource) -> bool:

@@ -268,6 +268,32 @@ def _unpack_verified(
     return watcher
 
 
+def check_archive(storage: Storage, record: catalog.BackupRecord, allow_devices: bool) -> None:
+    """Read `record`'s archive whole, as a restore would, without unpacking it: every header
+    checked, the sha256 and size compared. For a set restore's checks, so that no member is
+    swapped in before every member's archive is known good.
+
+    Raise `ChecksumMismatch`, `ArchiveCorrupt` or `ArchiveUnsafe`.
+    """
+    with storage.open(record.archive) as stream:
+        stored = HashingReader(stream)
+        read_ahead = ReadAhead(stored)
+        chunks = tar_chunks(read_ahead, record.compression, record.archive)
+        watcher = TarWatcher(
+            chunks,
+            allow_devices=allow_devices,
+            reserved_names=journal.RESERVED_NAMES,
+            archive_name=record.archive,
+            extractor_reads_pax_size=True,  # the restore itself checks again, for its tar
+        )
+        try:
+            for _ in watcher:
+                pass
+        finally:
+            _stop(chunks, read_ahead)
+        verify_digest(stored, record.sha256, record.size, record.archive)
+
+
 def _extractor_reads_pax_size(session: helper.HelperSession, data_path: transfer.Transfer) -> bool:
     """Whether what unpacks the stream honours PAX `size` records (GNU tar, the engine's Go
     archive/tar) or not (busybox): the watcher must read the stream the same way."""

@@ -181,7 +181,8 @@ _PERIODS: dict[str, Callable[[datetime], str]] = {
 
 def select(records: Iterable[BackupRecord], policy: Policy, now: datetime) -> Selection:
     """Given backup records (of any sources), a policy and the time to judge at, decide which
-    to keep and which to remove, per source (kind and source name).
+    to keep and which to remove, per source (host, kind and source name); a snapshot's members
+    are kept or removed together.
 
     Return the `Selection`. Raise `UsageError` if the policy has no rule (see `Policy.check`);
     raise ValueError if two records share an id (a programming error: ids name files).
@@ -190,19 +191,30 @@ def select(records: Iterable[BackupRecord], policy: Policy, now: datetime) -> Se
     ordered = sorted(records, key=_order)
     if len({record.id for record in ordered}) != len(ordered):
         raise ValueError("records with the same id")
-    groups: dict[tuple[str, str], list[BackupRecord]] = {}
+    # Per machine too, as restic groups by host: two hosts backing up a volume of one name
+    # into one bucket each keep their own newest and their own daily backups.
+    groups: dict[tuple[str, str, str], list[BackupRecord]] = {}
     for record in ordered:
-        groups.setdefault((record.kind, record.source), []).append(record)
+        groups.setdefault((record.hostname, record.kind, record.source), []).append(record)
     reasons: dict[str, tuple[str, ...]] = {}
     for group in groups.values():
         for record, kept_by in _select_source(group, policy, now):
             if kept_by:
                 reasons[record.id] = tuple(kept_by)
+    _keep_whole_snapshots(ordered, reasons)
     return Selection(
         keep=[record for record in ordered if record.id in reasons],
         remove=[record for record in ordered if record.id not in reasons],
         reasons=reasons,
     )
+
+
+def _keep_whole_snapshots(records: list[BackupRecord], reasons: dict[str, tuple[str, ...]]) -> None:
+    """A snapshot is restored as a set: if any member is kept, every member is."""
+    kept = {record.snapshot for record in records if record.snapshot and record.id in reasons}
+    for record in records:
+        if record.snapshot in kept and record.id not in reasons:
+            reasons[record.id] = (f"snapshot {record.snapshot}",)
 
 
 def _order(record: BackupRecord) -> tuple[datetime, str]:

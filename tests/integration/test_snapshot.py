@@ -150,6 +150,32 @@ def test_snapshot_restore_with_a_missing_archive_is_refused_before_anything(
     trees.assert_same_tree(before, trees.snapshot(docker_client, volumes["db"]), "db")
 
 
+def test_snapshot_restore_with_a_flipped_byte_in_one_member_touches_no_target(
+    docker_client, project, tmp_path
+):
+    """Same size, other bytes: caught by reading every member's archive before the first swap."""
+    name, volumes, _ = project
+    store = tmp_path / "backups"
+    snapshot = run_json("volume", "snapshot", "--project", name, "--to", str(store))["snapshot"]
+    web_member = next(m for m in snapshot["members"] if m["source"] == volumes["web"])
+    archive = next(store.glob(f"{web_member['backup']}.tar*"))
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    archive.write_bytes(bytes(data))
+    before = {service: trees.snapshot(docker_client, volume) for service, volume in volumes.items()}
+    trees.populate_files(docker_client, volumes["db"], {"changed-after": "x\n"})
+    changed_db = trees.snapshot(docker_client, volumes["db"])
+
+    result = run_opskit(
+        "volume", "restore", "--snapshot", snapshot["id"], "--from", str(store), "--force",
+        "--stop-containers",
+    )  # fmt: skip
+
+    assert_failed_with_one_line(result, "nothing was changed", "corrupt")
+    trees.assert_same_tree(changed_db, trees.snapshot(docker_client, volumes["db"]), "db")
+    trees.assert_same_tree(before["web"], trees.snapshot(docker_client, volumes["web"]), "web")
+
+
 def test_snapshot_with_a_failing_member_leaves_no_snapshot_and_no_members(
     docker_client, project, tmp_path
 ):

@@ -456,3 +456,34 @@ def test_select_a_larger_count_never_keeps_less(
     before = {item.id for item in select(records, policy, NOW).keep}
     after = {item.id for item in select(records, larger, NOW).keep}
     assert before <= after
+
+
+def test_select_applies_the_policy_per_host() -> None:
+    """Two machines backing up a volume of one name into one store keep their own backups."""
+    first = [record(f"2026-11-{day:02d}T01:00") for day in range(10, 20)]
+    second = [record(f"2026-11-{day:02d}T02:00") for day in range(10, 20)]
+    for item in first:
+        item.hostname = "db1"
+    for item in second:
+        item.hostname = "db2"
+
+    selection = select(first + second, Policy(daily=7), NOW)
+
+    by_host = {host: [r for r in selection.keep if r.hostname == host] for host in ("db1", "db2")}
+    assert len(by_host["db1"]) == 7 and len(by_host["db2"]) == 7
+    assert first[-1] in selection.keep and second[-1] in selection.keep
+
+
+def test_select_keeps_every_member_of_a_snapshot_that_keeps_one() -> None:
+    older = [record("2026-11-20T09:00", "db", snapshot="shop-1"), record("2026-11-20T09:00", "web",
+             snapshot="shop-1")]  # fmt: skip
+    newer_db = record("2026-11-25T09:00", "db")
+    newer_web = [record("2026-11-25T09:00", "web"), record("2026-11-25T10:00", "web")]
+    records = [*older, newer_db, *newer_web]
+
+    selection = select(records, Policy(last=2), NOW)
+
+    # db keeps both of its backups (last 2); its older one is in snapshot shop-1, so the web
+    # member of shop-1 stays too, although web's own last 2 are newer.
+    assert older[1] in selection.keep
+    assert selection.reasons[older[1].id] == ("snapshot shop-1",)
