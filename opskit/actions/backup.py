@@ -303,22 +303,51 @@ def back_up_set(
             except errors.OpskitError as error:
                 outcomes[member.source].fail(error)
         hook_containers = _unique([ref for member in live for ref in users[member.source]])
-        post_hooks_due = [ref for ref in hook_containers if hooks.hook_command(ref.labels, "post")]
+        pre_hooks_run: set[str] = set()
         try:
             for ref in hook_containers:
                 if given_up():
                     break
+                pre_hooks_run.add(ref.id)  # first: a Ctrl-C inside it still runs the post hook
                 _run_pre_hook(engine, ref, [m for m in live if ref in users[m.source]],
                               outcomes, result, notify)  # fmt: skip
             ready = [m for m in live if outcomes[m.source].error is None]
-            _back_up_ready(engine, storage, image, ready, users, options, outcomes, result,
-                           given_up, not_attempted, on_progress, notify,
-                           written if written is not None else [])  # fmt: skip
+            # A snapshot stops its users once for the set; several sources stop theirs per
+            # group of sources that share a container, so that no service is down for the
+            # sum of all the backups and none is stopped twice.
+            batches = [ready] if options.snapshot else _sharing_groups(ready, users)
+            for batch in batches:
+                _back_up_ready(engine, storage, image, batch, users, options, outcomes, result,
+                               given_up, not_attempted, on_progress, notify,
+                               written if written is not None else [])  # fmt: skip
         finally:
+            # A post hook undoes what its pre hook did: never one whose pre hook did not run.
+            post_hooks_due = [
+                ref
+                for ref in hook_containers
+                if hooks.hook_command(ref.labels, "post")
+                and (ref.id in pre_hooks_run or not hooks.hook_command(ref.labels, "pre"))
+            ]
             for ref in post_hooks_due:
                 mounted = [m for m in live if ref in users[m.source]]
                 _run_post_hook(engine, ref, mounted, outcomes, result, notify)
     return result
+
+
+def _sharing_groups(
+    members: list[Member], users: dict[volumes.DataSource, list[volumes.ContainerRef]]
+) -> list[list[Member]]:
+    """Split `members` into groups whose sources share no running user, in their order."""
+    groups: list[tuple[set[str], list[Member]]] = []
+    for member in members:
+        ids = {ref.id for ref in users[member.source]}
+        joined = [group for group in groups if group[0] & ids]
+        for group in joined:
+            groups.remove(group)
+            ids |= group[0]
+        together = [m for group in joined for m in group[1]] + [member]
+        groups.append((ids, sorted(together, key=members.index)))
+    return sorted((group for _, group in groups), key=lambda group: members.index(group[0]))
 
 
 def _back_up_ready(
@@ -356,7 +385,7 @@ def _back_up_ready(
     try:
         with containers_stopped(engine, to_stop if options.stop_containers else [],
                                 notify) as stopped:  # fmt: skip
-            result.stopped_containers = [ref.name for ref in stopped]
+            result.stopped_containers += [ref.name for ref in stopped]
             for member in ready:
                 attempted.append(member)
                 if given_up():

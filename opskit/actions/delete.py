@@ -28,7 +28,8 @@ log = structlog.get_logger(__name__)
 class DeleteRequest:
     location: str
     backup_id: str
-    force: bool = False  # delete the newest backup of its source too
+    force: bool = False  # delete a guarded backup too (newest, protected, verified, snapshot)
+    protected_tags: tuple[str, ...] = ("pre-upgrade", "pre-restore")
 
 
 @dataclass
@@ -101,14 +102,15 @@ def _find(storage: Storage, request: DeleteRequest) -> DeleteResult:
         if record.id != backup_id:
             continue
         siblings = [
-            other for other in listing if (other.kind, other.source) == (record.kind, record.source)
+            other
+            for other in listing
+            if (other.hostname, other.kind, other.source)
+            == (record.hostname, record.kind, record.source)
         ]
         result.newest = siblings[-1] is record  # a listing is oldest first
-        if result.newest and not request.force:
-            raise errors.UsageError(
-                f"{shown} is the newest backup of {untrusted.printable(record.source)}",
-                "pass --force to delete it anyway",
-            )
+        guarded = _guarded_because(record, siblings, request.protected_tags)
+        if guarded and not request.force:
+            raise errors.UsageError(f"{shown} is {guarded}", "pass --force to delete it anyway")
         result.source, result.kind, result.created = record.source, record.kind, record.created
         result.size, result.tags = record.size, list(record.tags)
         result.objects = [catalog.metadata_name(backup_id), record.archive]
@@ -127,3 +129,23 @@ def _find(storage: Storage, request: DeleteRequest) -> DeleteResult:
         f"no backup {shown} in {shown_url}",
         f"list them with: opskit volume list --from {shown_url}",
     )
+
+
+def _guarded_because(
+    record: catalog.BackupRecord,
+    siblings: list[catalog.BackupRecord],
+    protected_tags: tuple[str, ...],
+) -> str:
+    """Why deleting `record` needs --force ('' if nothing guards it), as prune's guarantees."""
+    source = untrusted.printable(record.source)
+    if siblings and siblings[-1] is record:
+        return f"the newest backup of {source}"
+    tags = [tag for tag in record.tags if tag in protected_tags]
+    if tags:
+        return f"tagged {untrusted.printable(tags[0])}, which prune protects"
+    verified = [other for other in siblings if other.verified_ok is True]
+    if record.verified_ok is True and verified[-1] is record:
+        return f"the newest verified backup of {source}"
+    if record.snapshot:
+        return f"a member of snapshot {untrusted.printable(record.snapshot)} (restored as a set)"
+    return ""

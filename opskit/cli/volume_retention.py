@@ -178,7 +178,10 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Delete the newest backup of its source too."),
+        typer.Option(
+            "--force",
+            help="Delete a guarded backup too: the newest or newest verified of its source, one with a protected tag, or a snapshot member.",
+        ),
     ] = False,
     json_output: JsonOption = False,
     config_path: ConfigOption = None,
@@ -197,7 +200,10 @@ def delete(
             "refusing to delete without confirmation: no terminal to ask on", "pass --yes"
         )
     request = DeleteRequest(
-        location=volume.resolve_location(from_, config), backup_id=backup_id, force=force
+        location=volume.resolve_location(from_, config),
+        backup_id=backup_id,
+        force=force,
+        protected_tags=tuple(config.protected_tags),
     )
     result = run_delete(request, config, confirm=None if yes else _confirm)
     if not result.deleted:

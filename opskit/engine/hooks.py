@@ -140,10 +140,15 @@ def run_hook(
 
     reader = threading.Thread(target=read_output, daemon=True)
     reader.start()
-    reader.join(timeout_seconds)
+    try:
+        reader.join(timeout_seconds)
+    except BaseException:
+        # Ctrl-C: the hook (a pg_dump, say) must not run on beside the post hook.
+        _kill(engine, exec_id, container.name, container.id)
+        raise
     timed_out = reader.is_alive()
     if timed_out:
-        _kill(engine, exec_id, container.name)
+        _kill(engine, exec_id, container.name, container.id)
         reader.join(KILL_GRACE_SECONDS)
     seconds = time.monotonic() - started
     exit_code = None if timed_out else _exit_code(engine, exec_id)
@@ -169,7 +174,7 @@ def _exit_code(engine: Engine, exec_id: str) -> int | None:
     return None
 
 
-def _kill(engine: Engine, exec_id: str, container: str) -> None:
+def _kill(engine: Engine, exec_id: str, container: str, container_id: str) -> None:
     """Kill a hook that ran past its timeout, and everything it started (the engine has no
     call for that: the exec's pid is on the engine's host, so only a local engine can)."""
     try:
@@ -177,15 +182,28 @@ def _kill(engine: Engine, exec_id: str, container: str) -> None:
             pid = int(engine.client.api.exec_inspect(exec_id).get("Pid") or 0)
     except errors.OpskitError:
         pid = 0
-    if not engine.shares_filesystem or pid <= 0:
+    if not engine.shares_filesystem or pid <= 0 or not _in_container(pid, container_id):
+        # A remote engine, or opskit in a pid namespace of its own: that pid is not the hook.
         log.warning("hook.left_running", container=container, pid=pid)
         return
+    killed = False
     for victim in [pid, *_descendants(pid)]:
         try:
             os.kill(victim, signal.SIGKILL)
+            killed = True
         except OSError:
             pass  # gone already, or not ours to kill
-    log.info("hook.killed", container=container, pid=pid)
+    log.info("hook.killed" if killed else "hook.left_running", container=container, pid=pid)
+
+
+def _in_container(pid: int, container_id: str) -> bool:
+    """Whether process `pid` (as this machine sees it) runs in the container: its cgroup
+    names the container's id (cgroup v1 and v2, systemd and cgroupfs drivers alike)."""
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as cgroup:
+            return container_id in cgroup.read()
+    except OSError:
+        return False
 
 
 def _descendants(root: int) -> list[int]:

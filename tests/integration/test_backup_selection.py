@@ -122,3 +122,26 @@ def test_backup_several_with_stop_containers_stops_a_shared_user_once(
     assert result.stderr.count(f"stopping {app.name}") == 1, describe(result)
     app.reload()
     assert app.status == "running"
+
+
+def test_backup_several_with_stop_containers_stops_each_user_only_for_its_own_source(
+    docker_client, resources, unique_name, tmp_path
+):
+    """No service is down for the sum of all the backups: each is started again before the
+    next source's users are stopped."""
+    first = resources.volume(f"{unique_name}-a")
+    second = resources.volume(f"{unique_name}-b")
+    apps = [
+        resources.container(command=STOPPABLE_COMMAND, volumes={v: {"bind": "/d", "mode": "rw"}})
+        for v in (first, second)
+    ]
+
+    result = run_opskit(
+        "volume", "backup", first, second, "--to", str(tmp_path / "b"), "--stop-containers"
+    )
+
+    assert result.returncode == 0, describe(result)
+    lines = result.stderr.splitlines()
+    restarted_first = next(i for i, line in enumerate(lines) if f"started {apps[0].name}" in line)
+    stopping_second = next(i for i, line in enumerate(lines) if f"stopping {apps[1].name}" in line)
+    assert restarted_first < stopping_second, describe(result)
