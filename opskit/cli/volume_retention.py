@@ -180,7 +180,8 @@ def delete(
         bool,
         typer.Option(
             "--force",
-            help="Delete a guarded backup too: the newest or newest verified of its source, one with a protected tag, or a snapshot member.",
+            help="Delete a guarded backup too: the newest or newest verified of its "
+            "source, one with a protected tag, or a snapshot member.",
         ),
     ] = False,
     json_output: JsonOption = False,
