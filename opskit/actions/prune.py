@@ -229,8 +229,7 @@ def _remove(storage: Storage, records: list[catalog.BackupRecord], result: Prune
     for done, backup in enumerate(doomed):
         record = by_id[backup.id]
         try:
-            _remove_if_present(storage, catalog.metadata_name(record.id))
-            _remove_if_present(storage, record.archive)
+            catalog.remove_backup(storage, record)
         except errors.StorageError as exc:
             raise type(exc)(
                 f"removed {done} of {len(doomed)} backups, then removing "

@@ -233,8 +233,7 @@ def _remove_members(storage: Storage, written: list[catalog.BackupRecord]) -> in
     removed = 0
     for record in written:
         try:
-            storage.remove(catalog.metadata_name(record.id))
-            storage.remove(record.archive)
+            catalog.remove_backup(storage, record)
             removed += 1
         except errors.OpskitError as exc:
             log.error("snapshot.cleanup_failed", backup=record.id, error=str(exc))

@@ -239,6 +239,17 @@ def could_be_backup_of(name: str, source: str | None = None) -> bool:
     return re.fullmatch(pattern, name, re.DOTALL) is not None
 
 
+def remove_backup(storage: Storage, record: BackupRecord) -> None:
+    """Remove a backup: its metadata first, then its archive, so that a listed backup never
+    lacks its archive (an interruption between leaves an unlisted archive, an orphan that
+    prune removes). An object that is already gone is fine. Raise `StorageError` otherwise."""
+    for name in (metadata_name(record.id), record.archive):
+        try:
+            storage.remove(name)
+        except errors.NotFound:
+            log.debug("already removed", name=name)
+
+
 def list_records(storage: Storage, source: str | None = None) -> Listing:
     """Return the store's valid backups (of `source` only, if given), oldest first, with the
     metadata files that are not valid records as `problems`.
