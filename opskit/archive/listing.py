@@ -31,6 +31,7 @@ from opskit.archive.tar_root import (
     _padded,
     _parts,
     _strict_number,
+    parse_pax_records,
 )
 
 ROOT = "."
@@ -250,25 +251,8 @@ class TarLister:
         self.listing.entries[entry.path] = entry
 
     def _parse_pax(self, content: bytes) -> dict[str, str]:
-        """Parse PAX records (`<length> <key>=<value>\\n`), keeping every key."""
-        records: dict[str, str] = {}
-        position = 0
-        while position < len(content):
-            space = content.find(b" ", position, position + 20)
-            digits = content[position:space] if space > position else b""
-            if not digits.isdigit():
-                self._corrupt("a malformed PAX header (a record without a length)")
-            end = position + int(digits)
-            if end <= space + 1 or end > len(content) or content[end - 1] != 0x0A:
-                self._corrupt("a malformed PAX header (a record of the wrong length)")
-            key, equals, value = content[space + 1 : end - 1].partition(b"=")
-            if not equals or not key:
-                self._corrupt("a malformed PAX header (a record without a key)")
-            records[key.decode("utf-8", "surrogateescape")] = value.decode(
-                "utf-8", "surrogateescape"
-            )
-            position = end
-        return records
+        """Parse PAX records, keeping every key (xattrs are compared too)."""
+        return parse_pax_records(content, lambda key: True, self._corrupt)
 
     def _corrupt(self, what: str, offset: int | None = None) -> NoReturn:
         at = self._unit_at if offset is None else offset

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -407,26 +407,8 @@ class TarWatcher:
     # -- parsing helpers that need the archive's name for their errors --
 
     def _parse_pax(self, content: bytes) -> dict[str, str]:
-        """Parse PAX records (`<length> <key>=<value>\\n`), strictly; keep the keys we use
-        (xattr values can be large)."""
-        records: dict[str, str] = {}
-        position = 0
-        while position < len(content):
-            space = content.find(b" ", position, position + 20)
-            digits = content[position:space] if space > position else b""
-            if not digits.isdigit():
-                self._corrupt("a malformed PAX header (a record without a length)")
-            end = position + int(digits)
-            if end <= space + 1 or end > len(content) or content[end - 1] != 0x0A:
-                self._corrupt("a malformed PAX header (a record of the wrong length)")
-            key, equals, value = content[space + 1 : end - 1].partition(b"=")
-            if not equals or not key:
-                self._corrupt("a malformed PAX header (a record without a key)")
-            text_key = key.decode("utf-8", "surrogateescape")
-            if text_key in _KEPT_PAX_KEYS or text_key in _PLACING_KEYS or key.startswith(b"GNU."):
-                records[text_key] = value.decode("utf-8", "surrogateescape")
-            position = end
-        return records
+        """Parse PAX records strictly; keep the keys we use (xattr values can be large)."""
+        return parse_pax_records(content, _is_kept_pax_key, self._corrupt)
 
     def _unsafe(self, shown: str, reason: str) -> NoReturn:
         raise errors.ArchiveUnsafe(
@@ -508,6 +490,35 @@ def _parts(name: str) -> list[str]:
 
 def _normalised(name: str) -> str:
     return "/".join(_parts(name))
+
+
+def parse_pax_records(
+    content: bytes, keep: Callable[[str], bool], corrupt: Callable[[str], NoReturn]
+) -> dict[str, str]:
+    """Given a PAX header's payload (`<length> <key>=<value>\\n` records), return the records
+    whose key `keep` accepts. Call `corrupt(what)` (which raises) on any malformed record."""
+    records: dict[str, str] = {}
+    position = 0
+    while position < len(content):
+        space = content.find(b" ", position, position + 20)
+        digits = content[position:space] if space > position else b""
+        if not digits.isdigit():
+            corrupt("a malformed PAX header (a record without a length)")
+        end = position + int(digits)
+        if end <= space + 1 or end > len(content) or content[end - 1] != 0x0A:
+            corrupt("a malformed PAX header (a record of the wrong length)")
+        key, equals, value = content[space + 1 : end - 1].partition(b"=")
+        if not equals or not key:
+            corrupt("a malformed PAX header (a record without a key)")
+        text_key = key.decode("utf-8", "surrogateescape")
+        if keep(text_key):
+            records[text_key] = value.decode("utf-8", "surrogateescape")
+        position = end
+    return records
+
+
+def _is_kept_pax_key(key: str) -> bool:
+    return key in _KEPT_PAX_KEYS or key in _PLACING_KEYS or key.startswith("GNU.")
 
 
 def _padded(size: int) -> int:
