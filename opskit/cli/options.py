@@ -38,3 +38,12 @@ WaitOption = Annotated[
         "(default 0: fail at once, naming that run).",
     ),
 ]
+FromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        help="Directory, s3://bucket/prefix or target name holding the backups (default: "
+        "$OPSKIT_TARGET, config default_target).",
+        show_default=False,
+    ),
+]

@@ -25,7 +25,13 @@ from opskit.actions.recover import RecoverRequest, run_recover
 from opskit.actions.restore import RestoreRequest, RestoreResult, run_restore
 from opskit.actions.restore_snapshot import SnapshotRestoreRequest, run_restore_snapshot
 from opskit.cli import render
-from opskit.cli.options import ConfigOption, DockerHostOption, JsonOption, WaitOption
+from opskit.cli.options import (
+    ConfigOption,
+    DockerHostOption,
+    FromOption,
+    JsonOption,
+    WaitOption,
+)
 from opskit.config.load import load_config
 from opskit.config.schema import Config
 from opskit.repository import filters
@@ -236,10 +242,7 @@ def _exit_on_failures(result: SetOutcome) -> None:
 
 @app.command("list")
 def list_backups(
-    from_: Annotated[
-        str | None,
-        typer.Option("--from", help="Directory or s3://bucket/prefix.", show_default=False),
-    ] = None,
+    from_: FromOption = None,
     volume: Annotated[
         str | None, typer.Option("--volume", help="Only backups of this volume or path.")
     ] = None,
@@ -322,14 +325,7 @@ def restore(
             show_default=False,
         ),
     ] = None,
-    from_: Annotated[
-        str | None,
-        typer.Option(
-            "--from",
-            help="Directory or s3://bucket/prefix holding the backups.",
-            show_default=False,
-        ),
-    ] = None,
+    from_: FromOption = None,
     backup_id: Annotated[str, typer.Option("--backup", help="Backup id, or latest.")] = "latest",
     into: Annotated[
         str | None,

@@ -13,21 +13,12 @@ from opskit import errors
 from opskit.actions.delete import DeleteRequest, DeleteResult, run_delete
 from opskit.actions.prune import PruneRequest, PruneResult, run_prune
 from opskit.cli import render, volume
-from opskit.cli.options import ConfigOption, JsonOption
+from opskit.cli.options import ConfigOption, FromOption, JsonOption
 from opskit.config.load import load_config
 from opskit.config.schema import Config
 from opskit.repository import retention
 
 app = volume.app
-
-FromOption = Annotated[
-    str | None,
-    typer.Option(
-        "--from",
-        help="Directory or s3://bucket/prefix (default: $OPSKIT_TARGET, config default_target).",
-        show_default=False,
-    ),
-]
 
 
 def _count_option(name: str, what: str) -> object:

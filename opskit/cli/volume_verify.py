@@ -10,7 +10,7 @@ import typer
 from opskit import errors
 from opskit.actions.verify import BackupVerification, VerifyRequest, VerifyResult, run_verify
 from opskit.cli import render
-from opskit.cli.options import ConfigOption, DockerHostOption, JsonOption
+from opskit.cli.options import ConfigOption, DockerHostOption, FromOption, JsonOption
 from opskit.cli.volume import (
     HelperImageOption,
     TransferMode,
@@ -25,14 +25,7 @@ SHOWN_DIFFERENCES = 10
 
 @app.command("verify")
 def verify(
-    from_: Annotated[
-        str | None,
-        typer.Option(
-            "--from",
-            help="Directory or s3://bucket/prefix holding the backups.",
-            show_default=False,
-        ),
-    ] = None,
+    from_: FromOption = None,
     volume: Annotated[
         str | None,
         typer.Option(
