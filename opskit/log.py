@@ -7,9 +7,17 @@ import sys
 
 import structlog
 
+_settings = {"json": False}
+
+
+def json_enabled() -> bool:
+    """Whether logs are JSON lines (then notices for people are log lines too)."""
+    return _settings["json"]
+
 
 def configure_logging(verbosity: int = 0, json_logs: bool = False) -> None:
     """Send structured logs to stderr. 0 = warnings, 1 = info, 2+ = debug."""
+    _settings["json"] = json_logs
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()

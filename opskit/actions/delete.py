@@ -15,11 +15,10 @@ from typing import Any
 import structlog
 
 from opskit import errors, untrusted
+from opskit.actions.context import RunContext
 from opskit.archive.pipeline import SUFFIXES
-from opskit.config.schema import Config
 from opskit.repository import catalog
 from opskit.storage.base import Storage
-from opskit.storage.registry import open_storage
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +54,7 @@ class DeleteResult:
 
 def run_delete(
     request: DeleteRequest,
-    config: Config,
+    context: RunContext,
     confirm: Callable[[DeleteResult], bool] | None = None,
 ) -> DeleteResult:
     """Given a store and a backup id, remove that backup's metadata, then its archive; if
@@ -68,27 +67,24 @@ def run_delete(
     shown = untrusted.printable(request.backup_id)
     if not catalog.SAFE_ID.fullmatch(request.backup_id):
         raise errors.UsageError(f"{shown!r} is not a backup id", "copy one from opskit volume list")
-    storage = open_storage(request.location, config)
-    try:
-        directory = storage.local_directory()
-        if directory is not None and not directory.is_dir():
-            raise errors.NotFound(
-                f"backup directory {untrusted.printable(str(directory))} does not exist",
-                "check --from",
-            )
-        candidate = _find(storage, request)
-        if confirm is not None and not confirm(candidate):
-            return candidate
-        for name in candidate.objects:
-            try:
-                storage.remove(name)
-            except errors.NotFound:
-                log.debug("already removed", name=name)
-        candidate.deleted = True
-        log.info("deleted backup", backup=request.backup_id, source=candidate.source)
+    storage = context.store(request.location)
+    directory = storage.local_directory()
+    if directory is not None and not directory.is_dir():
+        raise errors.NotFound(
+            f"backup directory {untrusted.printable(str(directory))} does not exist",
+            "check --from",
+        )
+    candidate = _find(storage, request)
+    if confirm is not None and not confirm(candidate):
         return candidate
-    finally:
-        storage.close()
+    for name in candidate.objects:
+        try:
+            storage.remove(name)
+        except errors.NotFound:
+            log.debug("already removed", name=name)
+    candidate.deleted = True
+    log.info("deleted backup", backup=request.backup_id, source=candidate.source)
+    return candidate
 
 
 def _find(storage: Storage, request: DeleteRequest) -> DeleteResult:

@@ -28,12 +28,11 @@ from typing import Any
 import structlog
 
 from opskit import errors, untrusted
+from opskit.actions.context import RunContext
 from opskit.archive.pipeline import SUFFIXES
-from opskit.config.schema import Config
 from opskit.engine.volumes import DataSource
 from opskit.repository import catalog, retention
 from opskit.storage.base import ObjectInfo, Storage
-from opskit.storage.registry import open_storage
 
 log = structlog.get_logger(__name__)
 
@@ -103,7 +102,9 @@ class PruneResult:
         return asdict(self)
 
 
-def run_prune(request: PruneRequest, config: Config, now: datetime | None = None) -> PruneResult:
+def run_prune(
+    request: PruneRequest, context: RunContext, now: datetime | None = None
+) -> PruneResult:
     """Given a store, a policy and optionally a source, remove the backups the policy does not
     keep (metadata first, then archive), and orphaned archives; with `dry_run`, only decide.
 
@@ -113,34 +114,31 @@ def run_prune(request: PruneRequest, config: Config, now: datetime | None = None
     """
     request.policy.check()
     now = now or catalog.utc_now()
-    storage = open_storage(request.location, config)
-    try:
-        _check_directory(storage)
-        if not request.dry_run:
-            storage.remove_leftovers()
-        source = DataSource.parse(request.volume).name if request.volume else None
-        listing = catalog.list_records(storage, source)
-        selection = retention.select(listing, request.policy, now)
-        held = _held_sources(listing, listing.problems)
-        result = PruneResult(
-            location=storage.url,
-            policy=request.policy.describe(),
-            dry_run=request.dry_run,
-            held=list(held.values()),
-            problems=[str(problem) for problem in listing.problems],
-        )
-        for record in listing:
-            result.backups.append(_decision(record, selection, held))
-        # A damaged or misnamed metadata file may be the one of an archive that looks
-        # orphaned: while there are any, no archive counts as an orphan.
-        if not listing.problems:
-            orphans = _orphans(list(storage.list()), source, now)
-            result.orphans = [OrphanArchive(info.name, info.size) for info in orphans]
-        if not request.dry_run:
-            _remove(storage, listing, result)
-        return result
-    finally:
-        storage.close()
+    storage = context.store(request.location)
+    _check_directory(storage)
+    if not request.dry_run:
+        storage.remove_leftovers()
+    source = DataSource.parse(request.volume).name if request.volume else None
+    listing = catalog.list_records(storage, source)
+    selection = retention.select(listing, request.policy, now)
+    held = _held_sources(listing, listing.problems)
+    result = PruneResult(
+        location=storage.url,
+        policy=request.policy.describe(),
+        dry_run=request.dry_run,
+        held=list(held.values()),
+        problems=[str(problem) for problem in listing.problems],
+    )
+    for record in listing:
+        result.backups.append(_decision(record, selection, held))
+    # A damaged or misnamed metadata file may be the one of an archive that looks
+    # orphaned: while there are any, no archive counts as an orphan.
+    if not listing.problems:
+        orphans = _orphans(list(storage.list()), source, now)
+        result.orphans = [OrphanArchive(info.name, info.size) for info in orphans]
+    if not request.dry_run:
+        _remove(storage, listing, result)
+    return result
 
 
 def _check_directory(storage: Storage) -> None:

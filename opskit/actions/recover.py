@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from opskit.actions import staging
-from opskit.actions.session import Notify, containers_stopped, quiet, used_by_others
-from opskit.config.schema import Config
-from opskit.engine import client, helper, lock, volumes
+from opskit.actions.context import RunContext
+from opskit.engine import helper, lock, volumes
+from opskit.volume_ops import staging
+from opskit.volume_ops.users import containers_stopped, used_by_others
 
 
 @dataclass
@@ -33,25 +33,22 @@ class RecoverResult:
         return {"target": self.target, "target_kind": self.target_kind, "done": self.done}
 
 
-def run_recover(request: RecoverRequest, config: Config, notify: Notify = quiet) -> RecoverResult:
+def run_recover(request: RecoverRequest, context: RunContext) -> RecoverResult:
     """Given a target, finish or roll back its interrupted restore under its lock. Return what
     was done. Raise `NotFound` if the target is missing, `TargetLocked` if a run holds it,
     `UnfinishedRestore` if its journal is invalid, `SwapFailed` if the swap cannot finish."""
     target = volumes.DataSource.parse(request.target)
-    engine = client.connect(request.docker_host)
-    try:
-        volumes.check_source_exists(engine, target)
-        image = request.helper_image or config.helper_image
-        with lock.held(engine, target, "recover", image, request.wait_seconds, notify):
-            users = used_by_others(engine, target)  # raises if another opskit's helper does
-            with (
-                containers_stopped(engine, users if request.stop_containers else [], notify),
-                helper.helper_session(
-                    engine, image, target, staging.TARGET_MOUNT_POINT, read_only=False
-                ) as session,
-            ):
-                running = bool(users) and not request.stop_containers
-                done = staging.recover(session, target.describe(), users_running=running)
-        return RecoverResult(target=target.name, target_kind=target.kind, done=done)
-    finally:
-        engine.close()
+    engine = context.engine(request.docker_host)
+    volumes.check_source_exists(engine, target)
+    image = context.helper_image(request.helper_image)
+    with lock.held(engine, target, "recover", image, request.wait_seconds, context.emit):
+        users = used_by_others(engine, target)  # raises if another opskit's helper does
+        with (
+            containers_stopped(engine, users if request.stop_containers else [], context.emit),
+            helper.helper_session(
+                engine, image, target, staging.TARGET_MOUNT_POINT, read_only=False
+            ) as session,
+        ):
+            running = bool(users) and not request.stop_containers
+            done = staging.recover(session, target.describe(), users_running=running)
+    return RecoverResult(target=target.name, target_kind=target.kind, done=done)

@@ -21,22 +21,16 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from opskit import errors
-from opskit.actions import journal, staging
-from opskit.actions.backup import BackupLabels, write_backup
-from opskit.actions.session import (
-    Notify,
-    check_store_outside,
-    containers_stopped,
-    quiet,
-    used_by_others,
-)
+from opskit import errors, events
+from opskit.actions.context import RunContext
 from opskit.archive.pipeline import ProgressCallback
-from opskit.config.schema import Config
 from opskit.engine import client, helper, lock, transfer, volumes
 from opskit.repository import catalog
 from opskit.storage.base import Storage
-from opskit.storage.registry import open_storage
+from opskit.volume_ops import journal, staging
+from opskit.volume_ops.back_up import BackupLabels, write_backup
+from opskit.volume_ops.store_guard import check_store_outside
+from opskit.volume_ops.users import containers_stopped, used_by_others
 
 log = structlog.get_logger(__name__)
 
@@ -98,9 +92,8 @@ class RestoreResult:
 
 def run_restore(
     request: RestoreRequest,
-    config: Config,
+    context: RunContext,
     on_progress: ProgressCallback | None = None,
-    notify: Notify = quiet,
     on_total: ProgressCallback | None = None,
 ) -> RestoreResult:
     """Given a request, restore the chosen backup into the target. Return what was done.
@@ -112,29 +105,26 @@ def run_restore(
     (the message says how to finish it).
     """
     source = volumes.DataSource.parse(request.source)
-    storage = open_storage(request.from_, config)
+    storage = context.store(request.from_)
     storage.remove_leftovers()  # partial files of killed runs
-    engine = client.connect(request.docker_host)
-    try:
-        record = catalog.find_record(storage, source.name, request.backup)
-        if on_total is not None:
-            on_total(record.size)  # progress counts the archive's stored bytes
-        target = volumes.DataSource.parse(request.into) if request.into else source
-        check_store_outside(engine, storage, target)
-        image = request.helper_image or config.helper_image
-        with lock.held(engine, target, "restore", image, request.wait_seconds, notify):
-            created_target = _ensure_target(engine, target, record)
-            try:
-                return _restore_into(request, image, engine, storage, record, target,
-                                     on_progress, notify, created_target)  # fmt: skip
-            except BaseException as failure:
-                # After the commit point (SwapFailed) the target holds verified data: keep it.
-                if created_target and not isinstance(failure, errors.SwapFailed):
-                    _remove_created_target(engine, target)
-                raise
-    finally:
-        engine.close()
-        storage.close()
+    engine = context.engine(request.docker_host)
+    emit = context.emit
+    record = catalog.find_record(storage, source.name, request.backup)
+    if on_total is not None:
+        on_total(record.size)  # progress counts the archive's stored bytes
+    target = volumes.DataSource.parse(request.into) if request.into else source
+    check_store_outside(engine, storage, target)
+    image = context.helper_image(request.helper_image)
+    with lock.held(engine, target, "restore", image, request.wait_seconds, emit):
+        created_target = _ensure_target(engine, target, record)
+        try:
+            return _restore_into(request, image, engine, storage, record, target,
+                                 on_progress, emit, created_target)  # fmt: skip
+        except BaseException as failure:
+            # After the commit point (SwapFailed) the target holds verified data: keep it.
+            if created_target and not isinstance(failure, errors.SwapFailed):
+                _remove_created_target(engine, target)
+            raise
 
 
 def _restore_into(
@@ -145,7 +135,7 @@ def _restore_into(
     record: catalog.BackupRecord,
     target: volumes.DataSource,
     on_progress: ProgressCallback | None,
-    notify: Notify,
+    emit: events.EventSink,
     created_target: bool,
 ) -> RestoreResult:
     users = used_by_others(engine, target)
@@ -173,10 +163,10 @@ def _restore_into(
             stopped: list[volumes.ContainerRef] | None = None
             if users and journal.journal_present(session, staging.TARGET_MOUNT_POINT, "target"):
                 # Finishing a killed restore moves entries: never under a running app.
-                stopped = stack.enter_context(containers_stopped(engine, users, notify))
+                stopped = stack.enter_context(containers_stopped(engine, users, emit))
             recovered = staging.recover(session, target.describe())
             if recovered:
-                notify(recovered)
+                emit(events.RestoreRecovered(recovered))
             # Refuse before anything is stopped: a refusal must not touch the running app.
             has_data = staging.target_has_data(session, target.describe())
             if has_data and not request.force:
@@ -186,8 +176,8 @@ def _restore_into(
                     "pre-restore backup), or restore --into a new volume",
                 )
             if stopped is None:
-                stopped = stack.enter_context(containers_stopped(engine, users, notify))
-            safety = _save_current_contents(session, data_path, storage, target, notify) if (
+                stopped = stack.enter_context(containers_stopped(engine, users, emit))
+            safety = _save_current_contents(session, data_path, storage, target, emit) if (
                 has_data
             ) else None  # fmt: skip
             try:
@@ -268,7 +258,7 @@ def _save_current_contents(
     data_path: transfer.Transfer,
     storage: Storage,
     target: volumes.DataSource,
-    notify: Notify,
+    emit: events.EventSink,
 ) -> catalog.BackupRecord:
     """Back the target's current contents up into the same store, tagged pre-restore."""
     data_path.check_source(
@@ -287,5 +277,5 @@ def _save_current_contents(
             stopped_containers=[],
         ),
     )
-    notify(f"saved the current contents of {target.describe()} as backup {safety.id}")
+    emit(events.SafetyBackupSaved(target.describe(), safety.id))
     return safety

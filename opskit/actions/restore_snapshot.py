@@ -17,14 +17,13 @@ import os
 from dataclasses import dataclass, field
 
 from opskit import errors, untrusted
-from opskit.actions import staging
+from opskit.actions.context import RunContext
 from opskit.actions.restore import RestoreRequest, RestoreResult, run_restore
-from opskit.actions.session import Notify, containers_stopped, quiet
-from opskit.config.schema import Config
 from opskit.engine import client, helper, lock, volumes
 from opskit.repository import catalog, snapshots
 from opskit.storage.base import Storage
-from opskit.storage.registry import open_storage
+from opskit.volume_ops import staging
+from opskit.volume_ops.users import containers_stopped
 
 
 @dataclass
@@ -55,7 +54,7 @@ class SnapshotRestoreResult:
 
 
 def run_restore_snapshot(
-    request: SnapshotRestoreRequest, config: Config, notify: Notify = quiet
+    request: SnapshotRestoreRequest, context: RunContext
 ) -> SnapshotRestoreResult:
     """Given a snapshot id, check every member, then restore them all. Return what was done.
 
@@ -65,41 +64,35 @@ def run_restore_snapshot(
     every problem found). Raise a member's restore error if one fails midway (the message
     names the members restored before it).
     """
-    storage = open_storage(request.from_, config)
-    engine = client.connect(request.docker_host)
+    storage = context.store(request.from_)
+    engine = context.engine(request.docker_host)
     restored: list[RestoreResult] = []
-    try:
-        record = snapshots.read_snapshot(storage, request.snapshot)
-        image = request.helper_image or config.helper_image
-        with contextlib.ExitStack() as locks:
-            # Every target's lock, from the checks to the last restore: no other run can
-            # change a checked target before its turn (each restore re-enters its lock).
-            for member in record.members:
-                target = _member_target(request, member)
-                locks.enter_context(lock.held(engine, target, "restore", image,
-                                              request.wait_seconds, notify))  # fmt: skip
-            users = _check_members(engine, storage, image, record, request)
-            restarted = _restore_members(request, config, engine, record, users, restored, notify)
-    finally:
-        engine.close()
-        storage.close()
+    record = snapshots.read_snapshot(storage, request.snapshot)
+    image = context.helper_image(request.helper_image)
+    with contextlib.ExitStack() as locks:
+        # Every target's lock, from the checks to the last restore: no other run can
+        # change a checked target before its turn (each restore re-enters its lock).
+        for member in record.members:
+            target = _member_target(request, member)
+            locks.enter_context(lock.held(engine, target, "restore", image,
+                                          request.wait_seconds, context.emit))  # fmt: skip
+        users = _check_members(engine, storage, image, record, request)
+        restarted = _restore_members(request, context, engine, record, users, restored)
     return SnapshotRestoreResult(record, restored, restarted)
 
 
 def _restore_members(
     request: SnapshotRestoreRequest,
-    config: Config,
+    context: RunContext,
     engine: client.Engine,
     record: snapshots.SnapshotRecord,
     users: list[volumes.ContainerRef],
     restored: list[RestoreResult],
-    notify: Notify,
 ) -> list[str]:
-    with containers_stopped(engine, users, notify) as stopped:
+    with containers_stopped(engine, users, context.emit) as stopped:
         for member in record.members:
             try:
-                restored.append(run_restore(_member_request(request, member), config,
-                                            notify=notify))  # fmt: skip
+                restored.append(run_restore(_member_request(request, member), context))
             except errors.OpskitError as error:
                 error.message = _midway_message(record, restored, member, error.message)
                 raise

@@ -16,21 +16,16 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from opskit import __version__, errors
+from opskit import __version__, errors, events
 from opskit.actions import selection
-from opskit.actions.backup import (
-    BackupOptions,
-    Member,
-    SetOutcome,
-    back_up_set,
-)
-from opskit.actions.session import Notify, check_store_outside, quiet
+from opskit.actions.backup_set import SetOutcome, back_up_set
+from opskit.actions.context import RunContext
 from opskit.archive.pipeline import ProgressCallback
-from opskit.config.schema import Config
 from opskit.engine import client, volumes
 from opskit.repository import catalog, snapshots
 from opskit.storage.base import Storage
-from opskit.storage.registry import open_storage
+from opskit.volume_ops.back_up import BackupOptions, Member
+from opskit.volume_ops.store_guard import check_store_outside
 
 log = structlog.get_logger(__name__)
 
@@ -120,9 +115,8 @@ def project_sources(
 
 def run_snapshot(
     request: SnapshotRequest,
-    config: Config,
+    context: RunContext,
     on_progress: ProgressCallback | None = None,
-    notify: Notify = quiet,
 ) -> SnapshotResult:
     """Given a compose project, back up all its volumes as one snapshot. Return the snapshot.
 
@@ -130,68 +124,64 @@ def run_snapshot(
     back up; raise the first failed member's error (its message naming the snapshot) after
     removing the members already written.
     """
-    storage = open_storage(request.to, config)
-    engine = client.connect(request.docker_host)
+    storage = context.store(request.to)
+    engine = context.engine(request.docker_host)
+    found = _find_project(engine, request)
+    for member in found.members:  # before check_writable creates the store's directory
+        check_store_outside(engine, storage, member.source)
+    storage.check_writable()
+    snapshot_id = snapshots.new_snapshot_id(request.project)
+    options = BackupOptions(
+        compression=request.compression,
+        tags=[request.tag],
+        stop_containers=request.stop_containers,
+        transfer=request.transfer,
+        wait_seconds=request.wait_seconds,
+        snapshot=snapshot_id,
+        stop_at_first_failure=True,
+        also_stop=found.running,
+    )
+    for source, reason in found.skipped:
+        context.emit(events.SourceSkipped(source.describe(), reason))
+    written: list[catalog.BackupRecord] = []
     try:
-        found = _find_project(engine, request)
-        for member in found.members:  # before check_writable creates the store's directory
-            check_store_outside(engine, storage, member.source)
-        storage.check_writable()
-        snapshot_id = snapshots.new_snapshot_id(request.project)
-        options = BackupOptions(
-            compression=request.compression,
+        image = context.helper_image(request.helper_image)
+        outcome = back_up_set(
+            engine, storage, image, found.members, options, on_progress, context.emit, written
+        )
+        _raise_first_failure(outcome, request.project)
+        record = snapshots.SnapshotRecord(
+            id=snapshot_id,
+            project=request.project,
+            created=catalog.iso_utc(catalog.utc_now()),
             tags=[request.tag],
-            stop_containers=request.stop_containers,
-            transfer=request.transfer,
-            wait_seconds=request.wait_seconds,
-            snapshot=snapshot_id,
-            stop_at_first_failure=True,
-            also_stop=found.running,
+            members=[
+                snapshots.SnapshotMember(backup.id, backup.source, backup.kind)
+                for backup in outcome.backed_up()
+            ],
+            skipped=[
+                {"source": source.name, "kind": source.kind, "reason": reason}
+                for source, reason in found.skipped
+            ],
+            compose_files=found.compose_files,
+            working_dir=found.working_dir,
+            stopped_containers=outcome.stopped_containers,
+            hostname=socket.gethostname(),
+            tool_version=__version__,
         )
-        for source, reason in found.skipped:
-            notify(f"skipped {source.describe()}: {reason}")
-        written: list[catalog.BackupRecord] = []
-        try:
-            image = request.helper_image or config.helper_image
-            outcome = back_up_set(
-                engine, storage, image, found.members, options, on_progress, notify, written
-            )
-            _raise_first_failure(outcome, request.project)
-            record = snapshots.SnapshotRecord(
-                id=snapshot_id,
-                project=request.project,
-                created=catalog.iso_utc(catalog.utc_now()),
-                tags=[request.tag],
-                members=[
-                    snapshots.SnapshotMember(backup.id, backup.source, backup.kind)
-                    for backup in outcome.backed_up()
-                ],
-                skipped=[
-                    {"source": source.name, "kind": source.kind, "reason": reason}
-                    for source, reason in found.skipped
-                ],
-                compose_files=found.compose_files,
-                working_dir=found.working_dir,
-                stopped_containers=outcome.stopped_containers,
-                hostname=socket.gethostname(),
-                tool_version=__version__,
-            )
-            snapshots.write_snapshot(storage, record)
-        except BaseException as failure:
-            removed = _remove_members(storage, written)
-            if removed and isinstance(failure, errors.OpskitError):
-                failure.message += f"; removed the {removed} member backups already written"
-            raise
-        log.info("snapshot.done", id=snapshot_id, members=len(record.members))
-        return SnapshotResult(
-            snapshot=record,
-            backups=outcome.backed_up(),
-            errors=outcome.errors,
-            hooks=[hook.to_dict() for hook in outcome.hooks],
-        )
-    finally:
-        engine.close()
-        storage.close()
+        snapshots.write_snapshot(storage, record)
+    except BaseException as failure:
+        removed = _remove_members(storage, written)
+        if removed and isinstance(failure, errors.OpskitError):
+            failure.message += f"; removed the {removed} member backups already written"
+        raise
+    log.info("snapshot.done", id=snapshot_id, members=len(record.members))
+    return SnapshotResult(
+        snapshot=record,
+        backups=outcome.backed_up(),
+        errors=outcome.errors,
+        hooks=[hook.to_dict() for hook in outcome.hooks],
+    )
 
 
 def _find_project(engine: client.Engine, request: SnapshotRequest) -> ProjectSources:

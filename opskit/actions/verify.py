@@ -29,20 +29,18 @@ from typing import Any
 
 import structlog
 
-from opskit import errors, untrusted
-from opskit.actions import staging
+from opskit import errors, events, untrusted
+from opskit.actions.context import RunContext
 from opskit.actions.restore import RestoreRequest, run_restore
-from opskit.actions.session import Notify, quiet
 from opskit.archive import listing
 from opskit.archive.pipeline import HashingReader, tar_chunks, verify_digest
 from opskit.archive.threads import ReadAhead
-from opskit.config.schema import Config
 from opskit.engine import check, client, helper, transfer, volumes
 from opskit.engine.orphans import OWNER_LABEL, SCRATCH_LABEL
 from opskit.process_owner import owner_label
 from opskit.repository import catalog
 from opskit.storage.base import Storage
-from opskit.storage.registry import open_storage
+from opskit.volume_ops import staging
 
 log = structlog.get_logger(__name__)
 
@@ -127,7 +125,7 @@ class _DrillFailed(Exception):
         super().__init__(message)
 
 
-def run_verify(request: VerifyRequest, config: Config, notify: Notify = quiet) -> VerifyResult:
+def run_verify(request: VerifyRequest, context: RunContext) -> VerifyResult:
     """Given a request, run the restore drill on each chosen backup and record each outcome in
     its metadata. Return the outcomes (failed drills are outcomes, not exceptions).
 
@@ -141,25 +139,21 @@ def run_verify(request: VerifyRequest, config: Config, notify: Notify = quiet) -
         raise errors.UsageError(
             "--check-image and --check-cmd go together", "give both, or neither"
         )
-    storage = open_storage(request.from_, config)
-    try:
-        storage.remove_leftovers()
-        records = _chosen(storage, request)
-        engine = client.connect(request.docker_host)
-        try:
-            if request.check_image:
-                check.require_image(engine, request.check_image)
-            result = VerifyResult()
-            for record in records:
-                notify(f"verifying backup {untrusted.printable(record.id)}")
-                verification = _verify_one(request, config, engine, storage, record, notify)
-                verification.recorded = _record(storage, record, verification, notify)
-                result.verifications.append(verification)
-            return result
-        finally:
-            engine.close()
-    finally:
-        storage.close()
+    storage = context.store(request.from_)
+    storage.remove_leftovers()
+    records = _chosen(storage, request)
+    engine = context.engine(request.docker_host)
+    if request.check_image:
+        check.require_image(engine, request.check_image)
+    result = VerifyResult()
+    for record in records:
+        context.emit(events.VerifyStarting(untrusted.printable(record.id)))
+        verification = _verify_one(request, context, engine, storage, record)
+        verification.recorded = _record(storage, record, verification, context.emit)
+        context.emit(events.Verified(verification.backup_id, verification.source,
+                                     verification.ok, verification.reason))  # fmt: skip
+        result.verifications.append(verification)
+    return result
 
 
 def _chosen(storage: Storage, request: VerifyRequest) -> list[catalog.BackupRecord]:
@@ -189,11 +183,10 @@ def _chosen(storage: Storage, request: VerifyRequest) -> list[catalog.BackupReco
 
 def _verify_one(
     request: VerifyRequest,
-    config: Config,
+    context: RunContext,
     engine: client.Engine,
     storage: Storage,
     record: catalog.BackupRecord,
-    notify: Notify,
 ) -> BackupVerification:
     started = time.monotonic()
     verification = BackupVerification(backup_id=record.id, source=record.source)
@@ -201,7 +194,7 @@ def _verify_one(
         archive = _list_archive(storage, record)
         verification.steps["archive"] = "passed"
         verification.entries = len(archive.entries)
-        _drill(request, config, engine, record, archive, verification, notify)
+        _drill(request, context, engine, record, archive, verification)
         verification.ok = True
         verification.reason = _passed_reason(verification)
     except _DrillFailed as failure:
@@ -256,12 +249,11 @@ def _read_to_end(stored: HashingReader) -> None:
 
 def _drill(
     request: VerifyRequest,
-    config: Config,
+    context: RunContext,
     engine: client.Engine,
     record: catalog.BackupRecord,
     archive: listing.TarListing,
     verification: BackupVerification,
-    notify: Notify,
 ) -> None:
     """Restore into a scratch volume, compare, check; always remove the scratch volume."""
     scratch = _scratch_name(record.id)
@@ -272,9 +264,9 @@ def _drill(
         labels = {SCRATCH_LABEL: "1", SCRATCH_OF_LABEL: record.id, OWNER_LABEL: owner_label()}
         volumes.create_volume(engine, scratch, labels=labels)
         created = True
-        _restore(request, config, record, scratch, notify)
+        _restore(request, context, record, scratch)
         verification.steps["restore"] = "passed"
-        _compare(request, config, engine, record, archive, scratch, verification)
+        _compare(request, context, engine, record, archive, scratch, verification)
         verification.steps["compare"] = "passed"
         if request.check_image:
             _check(request, engine, scratch, verification)
@@ -290,10 +282,9 @@ def _scratch_name(backup_id: str) -> str:
 
 def _restore(
     request: VerifyRequest,
-    config: Config,
+    context: RunContext,
     record: catalog.BackupRecord,
     scratch: str,
-    notify: Notify,
 ) -> None:
     restore_request = RestoreRequest(
         source=record.source,
@@ -306,7 +297,7 @@ def _restore(
         allow_devices=request.allow_devices,
     )
     try:
-        run_restore(restore_request, config, notify=notify)
+        run_restore(restore_request, context)
     except (errors.ArchiveCorrupt, errors.ArchiveUnsafe, errors.NotFound) as exc:
         raise _DrillFailed("restore", exc.message) from exc
     except errors.HelperFailed as exc:
@@ -317,7 +308,7 @@ def _restore(
 
 def _compare(
     request: VerifyRequest,
-    config: Config,
+    context: RunContext,
     engine: client.Engine,
     record: catalog.BackupRecord,
     archive: listing.TarListing,
@@ -325,7 +316,7 @@ def _compare(
     verification: BackupVerification,
 ) -> None:
     """Read the scratch volume back as a tar, list it, and compare it with the archive's."""
-    image = request.helper_image or config.helper_image
+    image = context.helper_image(request.helper_image)
     lister = listing.TarLister(f"the restored volume {scratch}")
     with transfer.open_transfer(engine, request.transfer) as data_path:
         with helper.helper_session(
@@ -409,14 +400,14 @@ def _record(
     storage: Storage,
     record: catalog.BackupRecord,
     verification: BackupVerification,
-    notify: Notify,
+    emit: events.EventSink,
 ) -> bool:
     """Write the outcome into the backup's metadata; return whether it was written. A backup
     removed meanwhile (prune, delete) stays removed: its metadata is not written again."""
     try:
         storage.stat(catalog.metadata_name(record.id))
     except errors.NotFound:
-        notify(f"backup {untrusted.printable(record.id)} was removed meanwhile; not recorded")
+        emit(events.VerificationNotRecorded(untrusted.printable(record.id)))
         return False
     updated = dataclasses.replace(
         record,

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import structlog
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -19,7 +20,11 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from opskit import untrusted
+from opskit import events, log, untrusted
+from opskit.actions.context import RunContext
+from opskit.config.schema import Config
+
+_events_log = structlog.get_logger("opskit.events")
 
 # Piped output must not be cut to 80 columns: scripts grep and awk it.
 stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
@@ -34,6 +39,26 @@ def print_json(document: Any) -> None:
 def notice(message: str) -> None:
     """A one-line notice for people, on stderr (stdout stays for results)."""
     stderr.print(message, markup=False)
+
+
+def event(happened: events.Event) -> None:
+    """The CLI's event sink. Events for people are a notice on stderr (a JSON log line with
+    --log-json); every event is also logged with its fields (shown with -v)."""
+    fields = happened.fields()
+    if log.json_enabled():
+        level = happened.level if happened.level != "info" or not happened.for_people else "warning"
+        getattr(_events_log, level)(happened.name, message=happened.message(), **fields)
+        return
+    if happened.for_people:
+        notice(happened.message())
+    getattr(_events_log, happened.level if not happened.for_people else "debug")(
+        happened.name, **fields
+    )
+
+
+def run_context(config: Config) -> RunContext:
+    """The run context of one CLI command: its events rendered by `event`."""
+    return RunContext(config, event)
 
 
 def printable(text: str) -> str:

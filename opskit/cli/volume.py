@@ -11,15 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from opskit import errors
-from opskit.actions.backup import (
-    FAILED,
-    SKIPPED,
-    BackupManyRequest,
-    BackupOptions,
-    SetOutcome,
-    SourceOutcome,
-    run_backups,
-)
+from opskit.actions.backup import BackupManyRequest, BackupOptions, run_backups
+from opskit.actions.backup_set import FAILED, SKIPPED, SetOutcome, SourceOutcome
 from opskit.actions.list_backups import run_list_backups
 from opskit.actions.recover import RecoverRequest, run_recover
 from opskit.actions.restore import RestoreRequest, RestoreResult, run_restore
@@ -179,9 +172,8 @@ def backup(
     )
     shown = sources[0] if sources and len(sources) == 1 else "volumes"
     with render.progress_bar(f"backup {shown}", enabled=not json_output) as bar:
-        result = run_backups(
-            request, config, on_progress=bar.advance if bar.shown else None, notify=render.notice
-        )
+        with render.run_context(config) as context:
+            result = run_backups(request, context, on_progress=bar.advance if bar.shown else None)
     single = len(request.sources) == 1 and not all_volumes
     if single and result.outcomes[0].error is not None:
         for line in result.errors:  # a post hook's failure, said before the main error
@@ -266,9 +258,7 @@ def list_backups(
     """
     config = load_config(config_path)
     location = resolve_location(from_, config)
-    records = filters.filter_listing(
-        run_list_backups(location, config, volume), tag or [], snapshot
-    )
+    records = filters.filter_listing(_list(location, config, volume), tag or [], snapshot)
     for problem in records.problems:
         render.notice(f"passed over damaged backup metadata {problem}")
     if json_output:
@@ -411,13 +401,13 @@ def restore(
         allow_devices=allow_devices,
     )
     with render.progress_bar(f"restore {source}", enabled=not json_output) as bar:
-        result = run_restore(
-            request,
-            config,
-            on_progress=bar.advance if bar.shown else None,
-            notify=render.notice,
-            on_total=bar.set_total if bar.shown else None,
-        )
+        with render.run_context(config) as context:
+            result = run_restore(
+                request,
+                context,
+                on_progress=bar.advance if bar.shown else None,
+                on_total=bar.set_total if bar.shown else None,
+            )
     if json_output:
         render.print_json(result.to_dict())
         return
@@ -425,7 +415,8 @@ def restore(
 
 
 def _restore_snapshot(request: SnapshotRestoreRequest, config: Config, json_output: bool) -> None:
-    result = run_restore_snapshot(request, config, notify=render.notice)
+    with render.run_context(config) as context:
+        result = run_restore_snapshot(request, context)
     if json_output:
         render.print_json(result.to_dict())
         return
@@ -501,10 +492,16 @@ def recover(
         wait_seconds=wait,
         stop_containers=stop_containers,
     )
-    result = run_recover(request, config, notify=render.notice)
+    with render.run_context(config) as context:
+        result = run_recover(request, context)
     if json_output:
         render.print_json(result.to_dict())
         return
     render.stdout.print(
         result.done or f"nothing to recover in {result.target_kind} {result.target}", markup=False
     )
+
+
+def _list(location: str, config: Config, volume: str | None):
+    with render.run_context(config) as context:
+        return run_list_backups(location, context, volume)

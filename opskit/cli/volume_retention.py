@@ -98,7 +98,8 @@ def prune(
         volume=volume_name,
         dry_run=dry_run,
     )
-    result = run_prune(request, config)
+    with render.run_context(config) as context:
+        result = run_prune(request, context)
     if json_output:
         render.print_json(result.to_dict())
     else:
@@ -197,7 +198,8 @@ def delete(
         force=force,
         protected_tags=tuple(config.protected_tags),
     )
-    result = run_delete(request, config, confirm=None if yes else _confirm)
+    with render.run_context(config) as context:
+        result = run_delete(request, context, confirm=None if yes else _confirm)
     if not result.deleted:
         render.notice("nothing deleted")
         raise typer.Exit(errors.EXIT_FAILURE)

@@ -81,10 +81,11 @@ def snapshot(
         docker_host=docker_host,
         wait_seconds=wait,
     )
-    with render.progress_bar(f"snapshot {project}", enabled=not json_output) as bar:
-        result = run_snapshot(
-            request, config, on_progress=bar.advance if bar.shown else None, notify=render.notice
-        )
+    with (
+        render.progress_bar(f"snapshot {project}", enabled=not json_output) as bar,
+        render.run_context(config) as context,
+    ):
+        result = run_snapshot(request, context, on_progress=bar.advance if bar.shown else None)
     if json_output:
         render.print_json(result.to_dict())
     else:

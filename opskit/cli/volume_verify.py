@@ -106,7 +106,8 @@ def verify(
         docker_host=docker_host,
         allow_devices=allow_devices,
     )
-    result = run_verify(request, config, notify=render.notice)
+    with render.run_context(config) as context:
+        result = run_verify(request, context)
     if json_output:
         render.print_json(result.to_dict())
     else:

@@ -16,13 +16,13 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import docker.errors
 import structlog
 
-from opskit import errors, signals
+from opskit import errors, events, signals
 from opskit.engine.client import Engine, translated_errors
 from opskit.engine.helper import ensure_image
 from opskit.engine.orphans import LOCK_LABEL, OWNER_LABEL
@@ -73,7 +73,7 @@ def held(
     operation: str,
     image: str,
     wait_seconds: float = 0.0,
-    notify: Callable[[str], None] | None = None,
+    emit: events.EventSink = events.discard,
 ) -> Iterator[None]:
     """Hold the lock of `data` for the block; wait up to `wait_seconds` for another run's.
 
@@ -92,7 +92,7 @@ def held(
         finally:
             _held.depths[key] -= 1
         return
-    container_id = _acquire(engine, data, operation, image, wait_seconds, notify)
+    container_id = _acquire(engine, data, operation, image, wait_seconds, emit)
     _held.depths[key] = 1
     try:
         yield
@@ -107,7 +107,7 @@ def _acquire(
     operation: str,
     image: str,
     wait_seconds: float,
-    notify: Callable[[str], None] | None,
+    emit: events.EventSink,
 ) -> str:
     ensure_image(engine, image)
     name = lock_name(data)
@@ -133,8 +133,8 @@ def _acquire(
             raise errors.TargetLocked(
                 f"{data.describe()} is locked by another {holder.describe()}", hint
             )
-        if notify is not None and not told:
-            notify(f"waiting for another {holder.describe()} to finish with {data.describe()}")
+        if not told:
+            emit(events.LockWaiting(holder.describe(), data.describe()))
             told = True
         time.sleep(POLL_SECONDS)
 

@@ -292,6 +292,7 @@ def test_s3_backup_with_assembled_parts_restores_exactly(
     copy, as past 9.8 GiB with the default plan; here with a plan that assembles 15 MiB parts
     from part 3, run in-process to set it. The restore is the CLI's, compared entry by entry."""
     from opskit.actions import backup as backup_action
+    from opskit.actions import context as context_module
     from opskit.config.schema import Config
     from opskit.storage.registry import open_storage
     from opskit.storage.s3.plan import MAX_PARTS, PartPlan
@@ -308,8 +309,9 @@ def test_s3_backup_with_assembled_parts_restores_exactly(
     trees.populate_random(docker_client, source, megabytes=30, files=3)
     expected = trees.snapshot(docker_client, source)
     target_url = f"s3://{s3_bucket}/assembled"
-    monkeypatch.setattr(backup_action, "open_storage", open_with_small_plan)
-    record = backup_action.run_backup(backup_action.BackupRequest(source, target_url), Config())
+    monkeypatch.setattr(context_module, "open_storage", open_with_small_plan)
+    with context_module.RunContext(Config()) as context:
+        record = backup_action.run_backup(backup_action.BackupRequest(source, target_url), context)
 
     archive_key = f"assembled/{record.archive}"
     etag = s3_client.head_object(Bucket=s3_bucket, Key=archive_key)["ETag"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from opskit import errors
-from opskit.actions import prune
+from opskit.actions import context as context_module
+from opskit.actions.context import RunContext
 from opskit.actions.delete import DeleteRequest, run_delete
 from opskit.actions.prune import PruneRequest, run_prune
 from opskit.config.schema import Config
@@ -62,19 +63,19 @@ def test_run_prune_interrupted_after_the_metadata_leaves_no_listed_backup_withou
 ) -> None:
     ids = [write_backup(tmp_path, "app", days_ago) for days_ago in (5, 4, 3)]
     monkeypatch.setattr(
-        prune, "open_storage", lambda location, config: ArchiveRemovalFails(tmp_path)
+        context_module, "open_storage", lambda location, config: ArchiveRemovalFails(tmp_path)
     )
     request = PruneRequest(str(tmp_path), Policy(last=1))
 
     with pytest.raises(errors.StorageError, match="removed 0 of 2 backups"):
-        run_prune(request, Config(), now=NOW)
+        run_prune(request, RunContext(Config()), now=NOW)
 
     listed = catalog.list_records(LocalStorage(tmp_path))
     assert [record.id for record in listed] == ids[1:]
     assert all((tmp_path / record.archive).exists() for record in listed)
     # The archive left behind is an orphan: the next prune (two days on) removes it.
     monkeypatch.undo()
-    later = run_prune(request, Config(), now=NOW + timedelta(days=2))
+    later = run_prune(request, RunContext(Config()), now=NOW + timedelta(days=2))
     assert [orphan.name for orphan in later.orphans] == [f"{ids[0]}.tar.zst"]
     assert names(tmp_path) == {f"{ids[2]}.json", f"{ids[2]}.tar.zst"}
 
@@ -84,7 +85,9 @@ def test_run_prune_dry_run_changes_nothing(tmp_path: Path) -> None:
         write_backup(tmp_path, "app", days_ago)
     before = names(tmp_path)
 
-    result = run_prune(PruneRequest(str(tmp_path), Policy(last=1), dry_run=True), Config(), NOW)
+    result = run_prune(
+        PruneRequest(str(tmp_path), Policy(last=1), dry_run=True), RunContext(Config()), NOW
+    )
 
     assert [backup.action for backup in result.backups] == ["remove", "remove", "keep"]
     assert not any(backup.removed for backup in result.backups)
@@ -95,7 +98,9 @@ def test_run_prune_only_the_named_volume(tmp_path: Path) -> None:
     app = [write_backup(tmp_path, "app", days_ago) for days_ago in (2, 1)]
     db = [write_backup(tmp_path, "db", days_ago) for days_ago in (2, 1)]
 
-    result = run_prune(PruneRequest(str(tmp_path), Policy(last=1), volume="app"), Config(), NOW)
+    result = run_prune(
+        PruneRequest(str(tmp_path), Policy(last=1), volume="app"), RunContext(Config()), NOW
+    )
 
     assert [backup.id for backup in result.backups] == app
     assert f"{app[0]}.json" not in names(tmp_path)
@@ -104,12 +109,14 @@ def test_run_prune_only_the_named_volume(tmp_path: Path) -> None:
 
 def test_run_prune_refuses_an_empty_policy_before_touching_the_store(tmp_path: Path) -> None:
     with pytest.raises(errors.UsageError, match="no retention rule"):
-        run_prune(PruneRequest(str(tmp_path / "missing"), Policy()), Config(), NOW)
+        run_prune(PruneRequest(str(tmp_path / "missing"), Policy()), RunContext(Config()), NOW)
 
 
 def test_run_prune_missing_directory_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(errors.NotFound, match="does not exist"):
-        run_prune(PruneRequest(str(tmp_path / "missing"), Policy(last=1)), Config(), NOW)
+        run_prune(
+            PruneRequest(str(tmp_path / "missing"), Policy(last=1)), RunContext(Config()), NOW
+        )
 
 
 def test_run_prune_keeps_orphan_candidates_while_metadata_is_damaged(tmp_path: Path) -> None:
@@ -117,7 +124,7 @@ def test_run_prune_keeps_orphan_candidates_while_metadata_is_damaged(tmp_path: P
     (tmp_path / "app-20261101T000000Z-dead.tar.zst").write_bytes(b"orphan?")
     (tmp_path / "app-20261102T000000Z-bad0.json").write_text("{")
 
-    result = run_prune(PruneRequest(str(tmp_path), Policy(last=1)), Config(), NOW)
+    result = run_prune(PruneRequest(str(tmp_path), Policy(last=1)), RunContext(Config()), NOW)
 
     assert result.orphans == []
     assert [held.source for held in result.held] == ["app"]
@@ -132,7 +139,9 @@ def test_run_delete_asks_and_does_nothing_when_not_confirmed(tmp_path: Path) -> 
     asked = []
 
     result = run_delete(
-        DeleteRequest(str(tmp_path), older), Config(), confirm=lambda c: asked.append(c) or False
+        DeleteRequest(str(tmp_path), older),
+        RunContext(Config()),
+        confirm=lambda c: asked.append(c) or False,
     )
 
     assert not result.deleted and [candidate.id for candidate in asked] == [older]
@@ -141,4 +150,4 @@ def test_run_delete_asks_and_does_nothing_when_not_confirmed(tmp_path: Path) -> 
 
 def test_run_delete_refuses_an_unsafe_id(tmp_path: Path) -> None:
     with pytest.raises(errors.UsageError, match="not a backup id"):
-        run_delete(DeleteRequest(str(tmp_path), "../etc/passwd"), Config())
+        run_delete(DeleteRequest(str(tmp_path), "../etc/passwd"), RunContext(Config()))

@@ -50,7 +50,7 @@ def test_rule_ids_in_the_config_schema_are_the_audit_rules():
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ("ports:\n  allow:\n    - rules: [no-such-rule]\n", "ports.allow.0.rules.0"),
+        ("ports:\n  allow:\n    - rules: [no-such-rule]\n", r"ports\.allow\[0\]\.rules\[0\]"),
         ("ports:\n  allow:\n    - reason: everything\n", "needs at least one of"),
         ("ports:\n  allow:\n    - service: web\n      ports: [80-]\n", "not a port"),
         ("ports:\n  allow:\n    - service: web\n      ports: [90-80]\n", "START <= END"),

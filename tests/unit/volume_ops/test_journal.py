@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from opskit.actions.journal import (
+from opskit.volume_ops.journal import (
     COMMITTED_PHASES,
     JOURNAL_FORMAT,
     MAX_JOURNAL_BYTES,

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 import structlog
 
 from opskit import errors, signals
-from opskit.actions import journal
-from opskit.actions.journal import Journal
 from opskit.archive.pipeline import (
     CHUNK_SIZE,
     HashingReader,
@@ -29,6 +27,8 @@ from opskit.archive.threads import ReadAhead
 from opskit.engine import helper, tar_flavour, transfer
 from opskit.repository import catalog
 from opskit.storage.base import Storage
+from opskit.volume_ops import journal
+from opskit.volume_ops.journal import Journal
 
 log = structlog.get_logger(__name__)
 

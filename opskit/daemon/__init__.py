@@ -1,0 +1,1 @@
+"""The scheduler daemon: jobs from the config, run on their schedules, reported."""
