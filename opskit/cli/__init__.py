@@ -13,7 +13,7 @@ import structlog
 import typer
 
 from opskit import __version__, errors, signals, untrusted
-from opskit.cli import ports, volume, volume_retention, volume_snapshot, volume_verify
+from opskit.cli import config_cmd, ports, volume, volume_retention, volume_snapshot, volume_verify
 from opskit.log import configure_logging
 
 log = structlog.get_logger(__name__)
@@ -29,6 +29,7 @@ app = typer.Typer(
 COMMAND_MODULES = (volume, volume_retention, volume_verify, volume_snapshot)
 app.add_typer(volume.app, name="volume")
 app.add_typer(ports.app, name="ports")
+app.add_typer(config_cmd.app, name="config")
 
 
 def _print_version(value: bool) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import types
+import typing
 from pathlib import Path
 
 import pydantic
 import yaml
 
 from opskit import errors, untrusted
-from opskit.config.schema import Config
+from opskit.config.schema import REFERENCE_ERROR, Config, reference_problems
 
 # A config is a few kilobytes; anything bigger is the wrong file (`--config /dev/zero`).
 MAX_CONFIG_BYTES = untrusted.MIB
@@ -43,6 +46,14 @@ def load_config(explicit: Path | None = None) -> Config:
     path = find_config_path(explicit)
     if path is None:
         return Config()
+    return load_config_file(path)
+
+
+def load_config_file(path: Path) -> Config:
+    """Given the path of a config file, return its validated config (the daemon reloads with it).
+
+    Raise `ConfigError` naming the file and every invalid field.
+    """
     text = untrusted.read_text_file(path, MAX_CONFIG_BYTES, "config")
     return parse_config(text, source=untrusted.printable(str(path)))
 
@@ -70,14 +81,119 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(document)
     except pydantic.ValidationError as exc:
-        raise errors.ConfigError(f"config {source}: {describe_validation_errors(exc)}") from exc
+        problems = validation_problems(exc) + _unreported_reference_problems(document, exc)
+        raise errors.ConfigError(f"config {source}: {describe_problems(problems)}") from exc
 
 
 def describe_validation_errors(exc: pydantic.ValidationError) -> str:
-    """Return all validation errors on one line: `at 'targets.offsite.url': field required; ...`."""
-    problems = []
-    for error in exc.errors():
-        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        problems.append(f"at '{location}': {error['msg']}")
+    """Return all validation errors on one line, e.g.
+    `at 'targets.offsite.url': required, but missing; at 'jobs[0].shedule': unknown key ...`."""
+    return describe_problems(validation_problems(exc))
+
+
+def describe_problems(problems: list[tuple[str, str]]) -> str:
+    """Given (key path, problem) pairs, return them on one line, control characters escaped."""
     # Keys come from the file: never let them reach the terminal as escape codes.
-    return untrusted.printable("; ".join(problems))
+    text = "; ".join(f"at '{path or '(top level)'}': {problem}" for path, problem in problems)
+    return untrusted.printable(text)
+
+
+def validation_problems(exc: pydantic.ValidationError) -> list[tuple[str, str]]:
+    """Given pydantic's errors, return (key path, problem) pairs in the file's own terms:
+    `jobs[0].target`, "unknown key 'shedule' (did you mean 'schedule'?)"."""
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors():
+        if error["type"] == REFERENCE_ERROR:
+            problems.extend(error["ctx"]["problems"])
+            continue
+        path, parent = _key_path(error["loc"])
+        problems.append((path, _problem(error, parent)))
+    return problems
+
+
+def _problem(error: typing.Any, parent: type[pydantic.BaseModel] | None) -> str:
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1])
+        guess = difflib.get_close_matches(key, list(parent.model_fields), n=1) if parent else []
+        return f"unknown key {key!r}" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+    if kind == "missing":
+        return "required, but missing"
+    if kind == "value_error":
+        return message.removeprefix("Value error, ")
+    if kind == "literal_error":
+        return f"{message}, not {error['input']!r}"
+    return message
+
+
+def _key_path(location: tuple[int | str, ...]) -> tuple[str, type[pydantic.BaseModel] | None]:
+    """Given pydantic's error location, return the key path as the file spells it, without the
+    names pydantic gives union members (`jobs[0].verify`, not `jobs.0.verify.settings`), and
+    the model that holds the last key (None if unknown)."""
+    path = ""
+    annotation: typing.Any = Config
+    parent: type[pydantic.BaseModel] | None = None
+    for part in location:
+        annotation = _strip_annotated(annotation)
+        members = _union_members(annotation)
+        if members is not None:
+            chosen = _member_named(members, part)
+            if chosen is not None:
+                annotation = chosen
+                continue
+            annotation = members[0] if len(members) == 1 else None
+            annotation = _strip_annotated(annotation)
+        parent = None
+        if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+            parent = annotation
+            field = annotation.model_fields.get(str(part))
+            annotation = field.annotation if field is not None else None
+        elif typing.get_origin(annotation) is list and isinstance(part, int):
+            annotation = typing.get_args(annotation)[0]
+        elif typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]
+        else:
+            annotation = None
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path, parent
+
+
+def _strip_annotated(annotation: typing.Any) -> typing.Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _union_members(annotation: typing.Any) -> list[typing.Any] | None:
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return None
+    return [member for member in typing.get_args(annotation) if member is not type(None)]
+
+
+def _member_named(members: list[typing.Any], part: int | str) -> typing.Any:
+    """The union member pydantic names `part` in a location: by its Tag, else its type name."""
+    for member in members:
+        tags = [
+            meta.tag
+            for meta in getattr(member, "__metadata__", ())
+            if isinstance(meta, pydantic.Tag)
+        ]
+        name = getattr(_strip_annotated(member), "__name__", None)
+        if part in tags or part == name:
+            return _strip_annotated(member)
+    return None
+
+
+def _unreported_reference_problems(
+    document: dict, exc: pydantic.ValidationError
+) -> list[tuple[str, str]]:
+    """Repeated job names and unknown targets, found in the raw document: `Config` checks them
+    only once every field is valid, and all errors are to be shown at once."""
+    jobs, targets = document.get("jobs"), document.get("targets", {})
+    if not isinstance(jobs, list) or not isinstance(targets, dict):
+        return []
+    pairs = [(job.get("name"), job.get("target")) if isinstance(job, dict) else (None, None)
+             for job in jobs]  # fmt: skip
+    reported = {path for path, _ in validation_problems(exc)}
+    found = reference_problems(pairs, [name for name in targets if isinstance(name, str)])
+    return [(path, problem) for path, problem in found if path not in reported]
