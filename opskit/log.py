@@ -7,17 +7,24 @@ import sys
 
 import structlog
 
-_settings = {"json": False}
+_settings = {"json": False, "verbosity": 0}
+
+
+def verbosity() -> int:
+    """The -v count the command line gave."""
+    return int(_settings["verbosity"])
 
 
 def json_enabled() -> bool:
     """Whether logs are JSON lines (then notices for people are log lines too)."""
-    return _settings["json"]
+    return bool(_settings["json"])
 
 
-def configure_logging(verbosity: int = 0, json_logs: bool = False) -> None:
-    """Send structured logs to stderr. 0 = warnings, 1 = info, 2+ = debug."""
+def configure_logging(verbosity: int = 0, json_logs: bool = False, to_stdout: bool = False) -> None:
+    """Send structured logs to stderr (stdout with `to_stdout`: the daemon, whose stdout is the
+    journal). 0 = warnings, 1 = info, 2+ = debug."""
     _settings["json"] = json_logs
+    _settings["verbosity"] = verbosity
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
@@ -32,7 +39,7 @@ def configure_logging(verbosity: int = 0, json_logs: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=_StderrLogger,
+        logger_factory=_StdoutLogger if to_stdout else _StderrLogger,
         cache_logger_on_first_use=False,
     )
 
@@ -47,5 +54,14 @@ class _StderrLogger:
 
     def msg(self, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+class _StdoutLogger(_StderrLogger):
+    """The same on the current sys.stdout."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stdout, flush=True)
 
     log = debug = info = warning = warn = error = critical = exception = fatal = msg

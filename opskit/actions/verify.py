@@ -203,7 +203,6 @@ def _verify_one(
     verification.reason = untrusted.printable(verification.reason)[:MAX_REASON]
     verification.verified_at = catalog.iso_utc(catalog.utc_now())
     verification.seconds = round(time.monotonic() - started, 3)
-    log.info("verify.done", backup=record.id, ok=verification.ok, reason=verification.reason)
     return verification
 
 
@@ -297,13 +296,17 @@ def _restore(
         allow_devices=request.allow_devices,
     )
     try:
-        run_restore(restore_request, context)
+        restored = run_restore(restore_request, context)
     except (errors.ArchiveCorrupt, errors.ArchiveUnsafe, errors.NotFound) as exc:
         raise _DrillFailed("restore", exc.message) from exc
     except errors.HelperFailed as exc:
         if any(problem in exc.message for problem in staging.TARGET_PROBLEMS):
             raise  # the scratch volume's disk, not the backup
         raise _DrillFailed("restore", exc.message) from exc
+    if restored.signal_after_commit:
+        # The restore finished its swap before answering the signal; the drill stops here
+        # (its scratch volume is removed on the way out), as the signal asked.
+        raise errors.Interrupted(restored.signal_after_commit)
 
 
 def _compare(

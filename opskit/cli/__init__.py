@@ -6,14 +6,24 @@ message on stderr and an exit code, and where Ctrl-C / SIGTERM become `Interrupt
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import structlog
 import typer
 
 from opskit import __version__, errors, signals, untrusted
-from opskit.cli import config_cmd, ports, volume, volume_retention, volume_snapshot, volume_verify
+from opskit.cli import (
+    config_cmd,
+    daemon,
+    ports,
+    volume,
+    volume_retention,
+    volume_snapshot,
+    volume_verify,
+)
 from opskit.log import configure_logging
 
 log = structlog.get_logger(__name__)
@@ -30,6 +40,7 @@ COMMAND_MODULES = (volume, volume_retention, volume_verify, volume_snapshot)
 app.add_typer(volume.app, name="volume")
 app.add_typer(ports.app, name="ports")
 app.add_typer(config_cmd.app, name="config")
+daemon.register(app)
 
 
 def _print_version(value: bool) -> None:
@@ -44,6 +55,10 @@ def root(
         int, typer.Option("--verbose", "-v", count=True, help="More logs on stderr (-vv: debug).")
     ] = 0,
     log_json: Annotated[bool, typer.Option("--log-json", help="Logs as JSON lines.")] = False,
+    config_path: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Config file, for every command.", show_default=False),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print version."),
@@ -60,6 +75,9 @@ def root(
       opskit ports audit -f compose.yaml --fail-on high
     """
     configure_logging(verbose, log_json)
+    if config_path is not None:
+        # What `--config` means after the subcommand too: it wins over $OPSKIT_CONFIG.
+        os.environ["OPSKIT_CONFIG"] = str(config_path)
 
 
 def main() -> None:
@@ -75,7 +93,7 @@ def main() -> None:
     signals.install()
     try:
         configure_logging(0)
-        app()
+        app(args=hoist_global_options(sys.argv[1:]), prog_name="opskit")
     except errors.OpskitError as error:
         _fail(str(error), error.exit_code)
     except errors.Interrupted as interrupted:
@@ -90,6 +108,37 @@ def main() -> None:
             "please report it)",
             errors.EXIT_FAILURE,
         )
+
+
+GLOBAL_FLAGS = ("--verbose", "--log-json")
+GLOBAL_WITH_VALUE = ("--config", "-c")
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Given the arguments, return them with -v, --log-json and --config moved in front of the
+    subcommand, so that they work after it too (`opskit volume backup pgdata -v`).
+
+    Nothing after `--` moves.
+    """
+    hoisted: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token == "--":
+            rest += argv[index:]
+            break
+        if token in GLOBAL_FLAGS or (token.startswith("-v") and set(token[1:]) == {"v"}):
+            hoisted.append(token)
+        elif token in GLOBAL_WITH_VALUE and index + 1 < len(argv):
+            hoisted += argv[index : index + 2]
+            index += 1
+        elif token.startswith("--config="):
+            hoisted.append(token)
+        else:
+            rest.append(token)
+        index += 1
+    return hoisted + rest
 
 
 def _fail(message: str, exit_code: int) -> NoReturn:

@@ -1,0 +1,92 @@
+"""`opskit daemon` and `opskit run JOB`: the scheduler, and one job once (cron, systemd timers)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from opskit import errors, log
+from opskit.cli import render
+from opskit.cli.options import ConfigOption, JsonOption
+from opskit.daemon.report import JobReport
+from opskit.daemon.scheduler import DEFAULT_STATE_FILE, Daemon
+from opskit.log import configure_logging
+
+StateFileOption = Annotated[
+    Path,
+    typer.Option(
+        "--state-file",
+        help="Where the daemon keeps each job's last run, to catch up once after downtime.",
+    ),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("daemon")(daemon)
+    app.command("run")(run)
+
+
+def daemon(
+    once: Annotated[
+        bool, typer.Option("--once", help="Run every job once and exit (non-zero if any failed).")
+    ] = False,
+    state_file: StateFileOption = DEFAULT_STATE_FILE,
+    config_path: ConfigOption = None,
+) -> None:
+    """Run the config's backup jobs on their schedules: backup, restore drill, prune, report.
+
+    Logs are JSON lines on stdout (with --log-json, or when stdout is not a terminal). SIGTERM
+    or SIGINT stops it (an in-flight backup is aborted, never left half-stored), SIGHUP
+    re-reads the config.
+
+    Examples:
+
+      opskit daemon --config /etc/opskit/opskit.yaml
+
+      opskit daemon --once --log-json
+    """
+    _daemon_logging()
+    scheduler = Daemon(config_path, state_file)
+    if once:
+        _exit_for(scheduler.run_once(), json_output=False)
+    raise typer.Exit(scheduler.run())
+
+
+def run(
+    job: Annotated[str, typer.Argument(help="The name of a job in the config.")],
+    json_output: JsonOption = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """Run one job of the config once: the cron and systemd-timer mode.
+
+    Exit 0 if the backup, its drill and the prune all succeeded, 1 otherwise.
+
+    Examples:
+
+      opskit run nightly-db
+
+      opskit run nightly-db --json
+    """
+    _daemon_logging()
+    scheduler = Daemon(config_path, state_file=None)
+    _exit_for(scheduler.run_once(only=job), json_output)
+
+
+def _daemon_logging() -> None:
+    # A service's stdout is its journal: one JSON event per line there.
+    json_logs = log.json_enabled() or not sys.stdout.isatty()
+    configure_logging(max(1, log.verbosity()), json_logs, to_stdout=True)
+
+
+def _exit_for(reports: list[JobReport], json_output: bool) -> None:
+    if json_output:
+        render.print_json([report.to_dict() for report in reports] if len(reports) > 1
+                          else reports[0].to_dict())  # fmt: skip
+    failed = [report for report in reports if not report.ok]
+    for report in failed:
+        reasons = [report.error] + [f"{s.source}: {s.reason}" for s in report.sources if not s.ok]
+        render.notice(f"job {report.job} failed: {'; '.join(r for r in reasons if r)}")
+    raise typer.Exit(errors.EXIT_FAILURE if failed else 0)
