@@ -16,7 +16,18 @@ from opskit.config.load import load_config
 from opskit.ports import report, sarif
 from opskit.ports.model import Finding, Severity
 
-app = typer.Typer(help="Audit published and exposed ports.", no_args_is_help=True)
+app = typer.Typer(
+    help="""Audit published and exposed ports: risky bindings, conflicts, and drift between
+    the compose files and the running engine.
+
+    Examples:
+
+      opskit ports audit -f compose.yaml
+
+      opskit ports audit --fail-on high --format sarif > ports.sarif
+    """,
+    no_args_is_help=True,
+)
 
 
 class OutputFormat(StrEnum):

@@ -19,6 +19,12 @@ COMMANDS = [
     *(["volume", name] for name in ("backup", "list", "restore", "recover", "prune", "delete")),
     ["volume", "verify"],
     ["volume", "snapshot"],
+    ["ports"],
+    ["ports", "audit"],
+    ["config", "check"],
+    ["config", "example"],
+    ["daemon"],
+    ["run"],
 ]
 
 
@@ -62,6 +68,23 @@ def test_help_lists_the_options_of_issue_2(command, options, runner):
 
     for option in options:
         assert option in result.output, f"{option} missing from `{' '.join(command)} --help`"
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda command: " ".join(command) or "opskit")
+def test_help_shows_no_type_noise(command, runner):
+    result = runner.invoke(app, [*command, "--help"], terminal_width=200)
+
+    for noise in ("<bool>", "<list[str]>", "<str>", "<int>", "[default: None]"):
+        assert noise not in result.output, f"{noise} in `{' '.join(command)} --help`"
+
+
+def test_global_options_work_after_the_subcommand():
+    from opskit.cli import hoist_global_options
+
+    hoisted = hoist_global_options(["volume", "backup", "pgdata", "-vv", "--log-json",
+                                    "--config", "x.yaml", "--", "-v"])  # fmt: skip
+    assert hoisted == ["-vv", "--log-json", "--config", "x.yaml", "volume", "backup", "pgdata",
+                       "--", "-v"]  # fmt: skip
 
 
 def test_version_prints_the_version(runner):
