@@ -17,7 +17,7 @@ import structlog
 from opskit import errors, untrusted
 from opskit.actions.context import RunContext
 from opskit.archive.pipeline import SUFFIXES
-from opskit.repository import catalog
+from opskit.repository import catalog, snapshots
 from opskit.storage.base import Storage
 
 log = structlog.get_logger(__name__)
@@ -47,6 +47,8 @@ class DeleteResult:
     damaged: str = ""  # why its metadata is not a valid record, if it is not
     objects: list[str] = field(default_factory=list)  # metadata first
     deleted: bool = False
+    snapshot: str | None = None  # the snapshot it belongs to
+    snapshots_removed: list[str] = field(default_factory=list)  # records left without members
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +85,8 @@ def run_delete(
         except errors.NotFound:
             log.debug("already removed", name=name)
     candidate.deleted = True
+    if candidate.snapshot:
+        candidate.snapshots_removed = snapshots.remove_emptied(storage, {candidate.snapshot})
     log.info("deleted backup", backup=request.backup_id, source=candidate.source)
     return candidate
 
@@ -109,6 +113,7 @@ def _find(storage: Storage, request: DeleteRequest) -> DeleteResult:
             raise errors.UsageError(f"{shown} is {guarded}", "pass --force to delete it anyway")
         result.source, result.kind, result.created = record.source, record.kind, record.created
         result.size, result.tags = record.size, list(record.tags)
+        result.snapshot = record.snapshot
         result.objects = [catalog.metadata_name(backup_id), record.archive]
         return result
     for problem in listing.problems:

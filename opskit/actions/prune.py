@@ -31,7 +31,7 @@ from opskit import errors, untrusted
 from opskit.actions.context import RunContext
 from opskit.archive.pipeline import SUFFIXES
 from opskit.engine.volumes import DataSource
-from opskit.repository import catalog, retention
+from opskit.repository import catalog, retention, snapshots
 from opskit.storage.base import ObjectInfo, Storage
 
 log = structlog.get_logger(__name__)
@@ -93,6 +93,7 @@ class PruneResult:
     orphans: list[OrphanArchive] = field(default_factory=list)
     held: list[HeldSource] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # every damaged metadata file seen
+    snapshots_removed: list[str] = field(default_factory=list)  # records left without members
 
     @property
     def removed(self) -> list[PrunedBackup]:
@@ -240,6 +241,8 @@ def _remove(storage: Storage, records: list[catalog.BackupRecord], result: Prune
         _remove_if_present(storage, orphan.name)
         orphan.removed = True
         log.info("removed orphaned archive", name=orphan.name)
+    emptied = {by_id[backup.id].snapshot for backup in doomed if by_id[backup.id].snapshot}
+    result.snapshots_removed = snapshots.remove_emptied(storage, {s for s in emptied if s})
 
 
 def _remove_if_present(storage: Storage, name: str) -> None:

@@ -419,4 +419,19 @@ def _record(
         verified_reason=verification.reason,
     )
     catalog.write_record(storage, updated)
+    try:
+        # A prune or delete may have removed the backup (metadata, then archive) since the
+        # stat above: the metadata just written would list a backup without its archive.
+        storage.stat(record.archive)
+    except errors.NotFound:
+        _remove_quietly(storage, catalog.metadata_name(record.id))
+        emit(events.VerificationNotRecorded(untrusted.printable(record.id)))
+        return False
     return True
+
+
+def _remove_quietly(storage: Storage, name: str) -> None:
+    try:
+        storage.remove(name)
+    except errors.NotFound:
+        pass

@@ -69,6 +69,27 @@ def write_snapshot(storage: Storage, record: SnapshotRecord) -> None:
     storage.write_bytes(record_name(record.id), text.encode())
 
 
+def remove_emptied(storage: Storage, snapshot_ids: set[str]) -> list[str]:
+    """Given the snapshots some removed backups belonged to, remove the record of each that no
+    listed backup belongs to any more (its last member was pruned or deleted). Return those
+    removed. A store whose listing has damaged files keeps every record (one may be a member).
+    """
+    if not snapshot_ids:
+        return []
+    listing = catalog.list_records(storage)
+    if listing.problems:
+        return []
+    still_used = {record.snapshot for record in listing if record.snapshot}
+    removed = []
+    for snapshot_id in sorted(snapshot_ids - still_used):
+        try:
+            storage.remove(record_name(snapshot_id))
+        except errors.NotFound:
+            continue
+        removed.append(snapshot_id)
+    return removed
+
+
 def parse_snapshot(data: object) -> SnapshotRecord:
     """Given a snapshot document, return its record. Raise ValueError with a printable reason
     if it is not a valid one (it comes from a store: every name in it is checked)."""

@@ -13,14 +13,20 @@ from opskit.actions.context import RunContext
 from opskit.actions.delete import DeleteRequest, run_delete
 from opskit.actions.prune import PruneRequest, run_prune
 from opskit.config.schema import Config
-from opskit.repository import catalog
+from opskit.repository import catalog, snapshots
 from opskit.repository.retention import Policy
 from opskit.storage.local import LocalStorage
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-def write_backup(store: Path, source: str, days_ago: int, tags: tuple[str, ...] = ()) -> str:
+def write_backup(
+    store: Path,
+    source: str,
+    days_ago: int,
+    tags: tuple[str, ...] = (),
+    snapshot: str | None = None,
+) -> str:
     """Write a record and a small archive `days_ago` days before NOW; return its id."""
     moment = NOW - timedelta(days=days_ago)
     backup_id = (
@@ -40,6 +46,7 @@ def write_backup(store: Path, source: str, days_ago: int, tags: tuple[str, ...] 
             compression="zstd",
             archive=catalog.archive_name(backup_id, "zstd"),
             tags=list(tags),
+            snapshot=snapshot,
         ),
     )
     return backup_id
@@ -151,3 +158,40 @@ def test_run_delete_asks_and_does_nothing_when_not_confirmed(tmp_path: Path) -> 
 def test_run_delete_refuses_an_unsafe_id(tmp_path: Path) -> None:
     with pytest.raises(errors.UsageError, match="not a backup id"):
         run_delete(DeleteRequest(str(tmp_path), "../etc/passwd"), RunContext(Config()))
+
+
+def write_snapshot_record(store: Path, snapshot_id: str, members: list[str]) -> None:
+    record = snapshots.SnapshotRecord(
+        id=snapshot_id,
+        project="shop",
+        created=catalog.iso_utc(NOW),
+        tags=["scheduled"],
+        members=[snapshots.SnapshotMember(member, "app", "volume") for member in members],
+    )
+    snapshots.write_snapshot(LocalStorage(store), record)
+
+
+def test_prune_removes_a_snapshot_record_once_its_last_member_is_gone(tmp_path: Path) -> None:
+    old_set = "shop-20261120T000000Z-aaaa"
+    new_set = "shop-20261125T000000Z-bbbb"
+    old = write_backup(tmp_path, "app", 6, snapshot=old_set)
+    new = write_backup(tmp_path, "app", 1, snapshot=new_set)
+    write_backup(tmp_path, "db", 6, snapshot=old_set)  # another source still holds old_set
+    write_snapshot_record(tmp_path, old_set, [old])
+    write_snapshot_record(tmp_path, new_set, [new])
+
+    first = run_prune(PruneRequest(str(tmp_path), Policy(last=1), volume="app"),
+                      RunContext(Config()), NOW)  # fmt: skip
+    assert [backup.id for backup in first.removed] == [old]
+    assert first.snapshots_removed == []  # db's member of old_set is still listed
+    assert (tmp_path / snapshots.record_name(old_set)).exists()
+
+    second = run_prune(PruneRequest(str(tmp_path), Policy(last=1), volume="db"),
+                       RunContext(Config()), NOW)  # fmt: skip
+    assert second.removed == []  # db's only backup is its newest: kept
+    listed = catalog.list_records(LocalStorage(tmp_path))
+    db_backup = next(record.id for record in listed if record.source == "db")
+    result = run_delete(DeleteRequest(str(tmp_path), db_backup, force=True), RunContext(Config()))
+    assert result.snapshots_removed == [old_set]
+    assert not (tmp_path / snapshots.record_name(old_set)).exists()
+    assert (tmp_path / snapshots.record_name(new_set)).exists()
