@@ -8,6 +8,7 @@ counts them. `message()` is the line for people; `fields()` are the values for l
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -164,6 +165,25 @@ class TransferProgress(Event):
 
     def message(self) -> str:
         return f"{self.what}: {self.bytes} bytes in {self.seconds:.0f} s"
+
+
+PROGRESS_EVERY = 10.0  # seconds between progress events of a long transfer
+
+
+def progress_reporter(emit: EventSink, what: str) -> Callable[[int], None]:
+    """A progress callback (bytes moved) that emits a `TransferProgress` about every
+    `PROGRESS_EVERY` seconds: logs show a long transfer moving when no progress bar does."""
+    started = time.monotonic()
+    state = {"bytes": 0, "last": started}
+
+    def advance(amount: int) -> None:
+        state["bytes"] += amount
+        now = time.monotonic()
+        if now - state["last"] >= PROGRESS_EVERY:
+            state["last"] = now
+            emit(TransferProgress(what, int(state["bytes"]), round(now - started, 1)))
+
+    return advance
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import structlog
@@ -56,6 +56,13 @@ def event(happened: events.Event) -> None:
     )
 
 
+def progress_callback(bar: Bar, context: RunContext) -> Callable[[int], None]:
+    """The bar when it is shown; else progress events every 10 s (in the logs, with -v)."""
+    if bar.shown:
+        return bar.advance
+    return events.progress_reporter(context.emit, bar.description)
+
+
 def run_context(config: Config) -> RunContext:
     """The run context of one CLI command: its events rendered by `event`."""
     return RunContext(config, event)
@@ -81,8 +88,8 @@ def human_size(size: int) -> str:
 class Bar:
     """A progress bar's two callbacks: `advance(bytes)` and `set_total(bytes)`."""
 
-    def __init__(self, progress: Progress | None, task: TaskID | None) -> None:
-        self.progress, self.task = progress, task
+    def __init__(self, progress: Progress | None, task: TaskID | None, description: str) -> None:
+        self.progress, self.task, self.description = progress, task, description
 
     def advance(self, amount: int) -> None:
         if self.progress is not None and self.task is not None:
@@ -101,7 +108,7 @@ class Bar:
 def progress_bar(description: str, enabled: bool) -> Iterator[Bar]:
     """Yield a `Bar`; it draws only when stdout is a terminal and the output is not JSON."""
     if not enabled or not sys.stdout.isatty():
-        yield Bar(None, None)
+        yield Bar(None, None, description)
         return
     with Progress(
         TextColumn("{task.description}"),
@@ -112,4 +119,4 @@ def progress_bar(description: str, enabled: bool) -> Iterator[Bar]:
         console=stderr,
         transient=True,
     ) as progress:
-        yield Bar(progress, progress.add_task(description, total=None))
+        yield Bar(progress, progress.add_task(description, total=None), description)

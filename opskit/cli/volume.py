@@ -173,7 +173,9 @@ def backup(
     shown = sources[0] if sources and len(sources) == 1 else "volumes"
     with render.progress_bar(f"backup {shown}", enabled=not json_output) as bar:
         with render.run_context(config) as context:
-            result = run_backups(request, context, on_progress=bar.advance if bar.shown else None)
+            result = run_backups(
+                request, context, on_progress=render.progress_callback(bar, context)
+            )
     single = len(request.sources) == 1 and not all_volumes
     if single and result.outcomes[0].error is not None:
         for line in result.errors:  # a post hook's failure, said before the main error
@@ -405,7 +407,7 @@ def restore(
             result = run_restore(
                 request,
                 context,
-                on_progress=bar.advance if bar.shown else None,
+                on_progress=render.progress_callback(bar, context),
                 on_total=bar.set_total if bar.shown else None,
             )
     if json_output:

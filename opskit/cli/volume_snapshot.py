@@ -85,7 +85,7 @@ def snapshot(
         render.progress_bar(f"snapshot {project}", enabled=not json_output) as bar,
         render.run_context(config) as context,
     ):
-        result = run_snapshot(request, context, on_progress=bar.advance if bar.shown else None)
+        result = run_snapshot(request, context, on_progress=render.progress_callback(bar, context))
     if json_output:
         render.print_json(result.to_dict())
     else:

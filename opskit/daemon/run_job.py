@@ -9,7 +9,6 @@ after the actions cleaned up.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import datetime
 
 import structlog
@@ -30,7 +29,6 @@ from opskit.volume_ops.back_up import BackupOptions
 log = structlog.get_logger(__name__)
 
 JOB_TAG = "scheduled"  # every backup a job makes has it, besides the job's own tags
-PROGRESS_EVERY = 10.0  # seconds between progress events of a long transfer
 
 
 def run_job(job: Job, config: Config, emit: events.EventSink) -> JobReport:
@@ -55,7 +53,7 @@ def run_job(job: Job, config: Config, emit: events.EventSink) -> JobReport:
 
 def _back_up(job: Job, context: RunContext, report: JobReport) -> None:
     tags = list(dict.fromkeys([JOB_TAG, *job.tags]))
-    progress = _progress_events(context.emit, f"job {job.name}")
+    progress = events.progress_reporter(context.emit, f"job {job.name}")
     if job.project is not None:
         started = time.monotonic()
         request = SnapshotRequest(
@@ -163,18 +161,3 @@ def _newest_verified(job: Job, context: RunContext, report: JobReport) -> None:
             source.newest_verified_at = datetime.fromisoformat(
                 newest.created.replace("Z", "+00:00")
             ).timestamp()
-
-
-def _progress_events(emit: events.EventSink, what: str) -> Callable[[int], None]:
-    """A progress callback that emits a `TransferProgress` about every `PROGRESS_EVERY` s."""
-    started = time.monotonic()
-    state = {"bytes": 0, "last": started}
-
-    def advance(amount: int) -> None:
-        state["bytes"] += amount
-        now = time.monotonic()
-        if now - state["last"] >= PROGRESS_EVERY:
-            state["last"] = now
-            emit(events.TransferProgress(what, int(state["bytes"]), round(now - started, 1)))
-
-    return advance
