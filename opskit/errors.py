@@ -106,6 +106,10 @@ class MetadataCorrupt(OpskitError):
     """A backup's metadata file cannot be read or is not a valid record."""
 
 
+class WrongKey(OpskitError):
+    """An encrypted archive and no identity (or not the right one) to open it."""
+
+
 class ArchiveUnsafe(OpskitError):
     """The archive holds an entry a restore must not create (path escape, device node, ...)."""
 

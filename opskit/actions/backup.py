@@ -6,6 +6,7 @@ This action picks the sources (named ones, or `--all` with label filters) and ha
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from opskit import errors
@@ -13,6 +14,7 @@ from opskit.actions import selection
 from opskit.actions.backup_set import SKIPPED, SetOutcome, SourceOutcome, back_up_set
 from opskit.actions.context import RunContext
 from opskit.archive.pipeline import ProgressCallback
+from opskit.config.encryption import Encryption
 from opskit.engine import volumes
 from opskit.repository import catalog
 from opskit.volume_ops.back_up import BackupOptions, Member
@@ -55,6 +57,7 @@ class BackupManyRequest:
     options: BackupOptions = field(default_factory=BackupOptions)
     helper_image: str | None = None
     docker_host: str | None = None
+    encryption: Encryption = field(default_factory=Encryption)  # none: the target's, if any
 
 
 def run_backup(
@@ -105,6 +108,9 @@ def run_backups(
     if not request.all_volumes and not request.sources:
         raise errors.UsageError("name a volume or path to back up, or pass --all")
     filters = [selection.LabelFilter.parse(text) for text in request.labels]
+    options = dataclasses.replace(
+        request.options, recipients=context.recipients(request.to, request.encryption)
+    )
     storage = context.store(request.to)
     engine = context.engine(request.docker_host)
     skipped: list[SourceOutcome] = []
@@ -147,9 +153,7 @@ def run_backups(
     if candidates:
         storage.check_writable()
     image = context.helper_image(request.helper_image)
-    result = back_up_set(
-        engine, storage, image, candidates, request.options, on_progress, context.emit
-    )
+    result = back_up_set(engine, storage, image, candidates, options, on_progress, context.emit)
     # Report in the order asked for (with --all: by volume name).
     position = {source: index for index, source in enumerate(named)}
     every = [*result.outcomes, *failed, *skipped]

@@ -7,9 +7,12 @@ address and by location), and closes them all at the end.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import TracebackType
 
 from opskit import events
+from opskit.archive import age
+from opskit.config.encryption import Encryption
 from opskit.config.schema import Config
 from opskit.engine import client
 from opskit.storage.base import Storage
@@ -19,11 +22,44 @@ from opskit.storage.registry import open_storage
 class RunContext:
     """Config, event sink, and the engines and stores of one run; a context manager."""
 
-    def __init__(self, config: Config | None = None, emit: events.EventSink = events.discard):
+    def __init__(
+        self,
+        config: Config | None = None,
+        emit: events.EventSink = events.discard,
+        identity_file: Path | None = None,
+    ):
         self.config = config if config is not None else Config()
         self.emit = emit
+        # --identity, else $OPSKIT_AGE_IDENTITY_FILE; read only when an archive is encrypted.
+        self.identity_file = age.identity_file_from(identity_file)
+        self._identities: list[object] | None = None
         self._engines: dict[str | None, client.Engine] = {}
         self._stores: dict[str, Storage] = {}
+
+    def identities(self, location: str | None = None) -> list[object]:
+        """The age identities of the run: from --identity or $OPSKIT_AGE_IDENTITY_FILE, else
+        the `identity_file` of `location`'s target encryption; [] if none is set."""
+        if self._identities is None:
+            path = self.identity_file
+            if path is None and location is not None:
+                encryption = self.config.resolve_target(location).encryption
+                if encryption is not None and encryption.identity_file:
+                    path = Path(encryption.identity_file)
+            self._identities = age.read_identities(path) if path is not None else []
+        return self._identities
+
+    def recipients(self, location: str, given: Encryption | None = None) -> list[age.Recipient]:
+        """Who backups to `location` are encrypted to: the recipients `given` (--encrypt-to,
+        --encrypt-to-file, or a job's encryption) if any, else the target's; [] for none.
+        Raise `UsageError` for a recipient that is not a public key."""
+        setting = given if given is not None and given.is_set() else None
+        setting = setting or self.config.resolve_target(location).encryption
+        if setting is None:
+            return []
+        recipients = [age.parse_recipient(text) for text in setting.recipients]
+        if setting.recipients_file:
+            recipients += age.read_recipients_file(Path(setting.recipients_file))
+        return age.unique_recipients(recipients)
 
     def engine(self, docker_host: str | None = None) -> client.Engine:
         """Return the engine at `docker_host` (None: the environment's), connecting once."""

@@ -16,7 +16,6 @@ import structlog
 
 from opskit import errors, untrusted
 from opskit.actions.context import RunContext
-from opskit.archive.pipeline import SUFFIXES
 from opskit.repository import catalog, snapshots
 from opskit.storage.base import Storage
 
@@ -122,7 +121,7 @@ def _find(storage: Storage, request: DeleteRequest) -> DeleteResult:
             archives = {info.name for info in storage.list(backup_id)}
             result.objects = [problem.name] + [
                 backup_id + suffix
-                for suffix in dict.fromkeys(SUFFIXES.values())
+                for suffix in catalog.ARCHIVE_SUFFIXES
                 if backup_id + suffix in archives
             ]
             return result

@@ -29,7 +29,6 @@ import structlog
 
 from opskit import errors, untrusted
 from opskit.actions.context import RunContext
-from opskit.archive.pipeline import SUFFIXES
 from opskit.engine.volumes import DataSource
 from opskit.repository import catalog, retention, snapshots
 from opskit.storage.base import ObjectInfo, Storage
@@ -213,7 +212,7 @@ def _orphans(objects: list[ObjectInfo], source: str | None, now: datetime) -> li
 
 def _archive_id(name: str) -> str | None:
     """Return the backup id of an archive's object name, or None if it is not named as one."""
-    for suffix in sorted(SUFFIXES.values(), key=len, reverse=True):
+    for suffix in sorted(catalog.ARCHIVE_SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix):
             backup_id = name[: -len(suffix)]
             if catalog.SAFE_ID.fullmatch(backup_id):

@@ -23,6 +23,7 @@ import structlog
 
 from opskit import errors, events
 from opskit.actions.context import RunContext
+from opskit.archive import age
 from opskit.archive.pipeline import ProgressCallback
 from opskit.engine import client, helper, lock, transfer, volumes
 from opskit.repository import catalog
@@ -110,6 +111,9 @@ def run_restore(
     engine = context.engine(request.docker_host)
     emit = context.emit
     record = catalog.find_record(storage, source.name, request.backup)
+    identities = context.identities(request.from_) if record.encrypted else []
+    staging.check_decryptable(storage, record, identities)
+    safety_recipients = _safety_recipients(context, request, record, identities)
     if on_total is not None:
         on_total(record.size)  # progress counts the archive's stored bytes
     target = volumes.DataSource.parse(request.into) if request.into else source
@@ -119,7 +123,8 @@ def run_restore(
         created_target = _ensure_target(engine, target, record)
         try:
             return _restore_into(request, image, engine, storage, record, target,
-                                 on_progress, emit, created_target)  # fmt: skip
+                                 on_progress, emit, created_target, identities,
+                                 safety_recipients)  # fmt: skip
         except BaseException as failure:
             # After the commit point (SwapFailed) the target holds verified data: keep it.
             if created_target and not isinstance(failure, errors.SwapFailed):
@@ -137,6 +142,8 @@ def _restore_into(
     on_progress: ProgressCallback | None,
     emit: events.EventSink,
     created_target: bool,
+    identities: list[object],
+    safety_recipients: list[age.Recipient],
 ) -> RestoreResult:
     users = used_by_others(engine, target)
     if users and not request.stop_containers:
@@ -177,7 +184,8 @@ def _restore_into(
                 )
             if stopped is None:
                 stopped = stack.enter_context(containers_stopped(engine, users, emit))
-            safety = _save_current_contents(session, data_path, storage, target, emit) if (
+            safety = _save_current_contents(session, data_path, storage, target, emit,
+                                            safety_recipients) if (
                 has_data
             ) else None  # fmt: skip
             try:
@@ -189,6 +197,7 @@ def _restore_into(
                     target.describe(),
                     on_progress,
                     request.allow_devices,
+                    identities,
                 )
             except errors.OpskitError as error:
                 if safety is not None:
@@ -219,6 +228,30 @@ def _restore_into(
         signal_after_commit=outcome.signal_name or late_signal,
         old_contents_left=outcome.old_contents_left,
     )
+
+
+def _safety_recipients(
+    context: RunContext,
+    request: RestoreRequest,
+    record: catalog.BackupRecord,
+    identities: list[object],
+) -> list[age.Recipient]:
+    """Who a forced restore's safety backup is encrypted to: the store's configured
+    recipients, else (restoring an encrypted backup) the public keys of the identities given.
+    Raise `UsageError` rather than store plaintext next to encrypted backups."""
+    if not request.force:
+        return []
+    recipients = context.recipients(request.from_)
+    if recipients or not record.encrypted:
+        return recipients
+    recipients = age.public_recipients(identities)
+    if not recipients:
+        raise errors.UsageError(
+            "the current contents would be saved unencrypted next to encrypted backups",
+            "set encryption.recipients on the target in the config, or use an age identity "
+            "file (its public key is used)",
+        )
+    return recipients
 
 
 def _remove_created_target(engine: client.Engine, target: volumes.DataSource) -> None:
@@ -259,8 +292,10 @@ def _save_current_contents(
     storage: Storage,
     target: volumes.DataSource,
     emit: events.EventSink,
+    recipients: list[age.Recipient],
 ) -> catalog.BackupRecord:
-    """Back the target's current contents up into the same store, tagged pre-restore."""
+    """Back the target's current contents up into the same store, tagged pre-restore (and
+    encrypted as the store's backups are)."""
     data_path.check_source(
         session, staging.TARGET_MOUNT_POINT, volumes.host_directory(session.engine, target)
     )
@@ -275,6 +310,7 @@ def _save_current_contents(
             compression="zstd",
             tags=[catalog.SAFETY_TAG],
             stopped_containers=[],
+            recipients=recipients,
         ),
     )
     emit(events.SafetyBackupSaved(target.describe(), safety.id))

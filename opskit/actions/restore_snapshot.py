@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from opskit import errors, untrusted
@@ -76,7 +77,8 @@ def run_restore_snapshot(
             target = _member_target(request, member)
             locks.enter_context(lock.held(engine, target, "restore", image,
                                           request.wait_seconds, context.emit))  # fmt: skip
-        users = _check_members(engine, storage, image, record, request)
+        users = _check_members(engine, storage, image, record, request,
+                                   lambda: context.identities(request.from_))  # fmt: skip
         restarted = _restore_members(request, context, engine, record, users, restored)
     return SnapshotRestoreResult(record, restored, restarted)
 
@@ -143,6 +145,7 @@ def _check_members(
     image: str,
     record: snapshots.SnapshotRecord,
     request: SnapshotRestoreRequest,
+    identities: Callable[[], list[object]],
 ) -> list[volumes.ContainerRef]:
     """Check every member as described above; return the running users of all targets (to
     stop). Raise the first problem's error class with every problem in its message."""
@@ -151,7 +154,7 @@ def _check_members(
     for member in record.members:
         target = volumes.DataSource(member.kind, member.source)
         try:
-            _check_stored(storage, record.id, member, request.allow_devices)
+            _check_stored(storage, record.id, member, request.allow_devices, identities)
             exists = _check_target(engine, target)
             if exists:
                 _check_contents(engine, image, target, request.force)
@@ -176,7 +179,11 @@ def _check_members(
 
 
 def _check_stored(
-    storage: Storage, snapshot_id: str, member: snapshots.SnapshotMember, allow_devices: bool
+    storage: Storage,
+    snapshot_id: str,
+    member: snapshots.SnapshotMember,
+    allow_devices: bool,
+    identities: Callable[[], list[object]],
 ) -> None:
     """The member's record is readable and of this snapshot; its archive is whole, safe and
     matches its sha256 (read once here, so that no member is swapped in before all are good)."""
@@ -205,7 +212,9 @@ def _check_stored(
         raise errors.ArchiveCorrupt(
             f"the archive of member backup {shown} has {size} bytes, not {backup.size}"
         )
-    staging.check_archive(storage, backup, allow_devices)
+    keys = identities() if backup.encrypted else []
+    staging.check_decryptable(storage, backup, keys)
+    staging.check_archive(storage, backup, allow_devices, keys)
 
 
 def _check_target(engine: client.Engine, target: volumes.DataSource) -> bool:

@@ -21,6 +21,7 @@ from opskit.actions import selection
 from opskit.actions.backup_set import SetOutcome, back_up_set
 from opskit.actions.context import RunContext
 from opskit.archive.pipeline import ProgressCallback
+from opskit.config.encryption import Encryption
 from opskit.engine import client, volumes
 from opskit.repository import catalog, snapshots
 from opskit.storage.base import Storage
@@ -46,6 +47,7 @@ class SnapshotRequest:
     helper_image: str | None = None
     docker_host: str | None = None
     wait_seconds: float = 0.0
+    encryption: Encryption = field(default_factory=Encryption)  # none: the target's, if any
 
 
 @dataclass
@@ -124,6 +126,7 @@ def run_snapshot(
     back up; raise the first failed member's error (its message naming the snapshot) after
     removing the members already written.
     """
+    recipients = context.recipients(request.to, request.encryption)
     storage = context.store(request.to)
     engine = context.engine(request.docker_host)
     found = _find_project(engine, request)
@@ -140,6 +143,7 @@ def run_snapshot(
         snapshot=snapshot_id,
         stop_at_first_failure=True,
         also_stop=found.running,
+        recipients=recipients,
     )
     for source, reason in found.skipped:
         context.emit(events.SourceSkipped(source.describe(), reason))

@@ -147,8 +147,11 @@ def run_verify(request: VerifyRequest, context: RunContext) -> VerifyResult:
         check.require_image(engine, request.check_image)
     result = VerifyResult()
     for record in records:
+        # A missing or wrong identity is the run's error, never a failed drill of the backup.
+        identities = context.identities(request.from_) if record.encrypted else []
+        staging.check_decryptable(storage, record, identities)
         context.emit(events.VerifyStarting(untrusted.printable(record.id)))
-        verification = _verify_one(request, context, engine, storage, record)
+        verification = _verify_one(request, context, engine, storage, record, identities)
         verification.recorded = _record(storage, record, verification, context.emit)
         context.emit(events.Verified(verification.backup_id, verification.source,
                                      verification.ok, verification.reason))  # fmt: skip
@@ -187,11 +190,12 @@ def _verify_one(
     engine: client.Engine,
     storage: Storage,
     record: catalog.BackupRecord,
+    identities: list[object],
 ) -> BackupVerification:
     started = time.monotonic()
     verification = BackupVerification(backup_id=record.id, source=record.source)
     try:
-        archive = _list_archive(storage, record)
+        archive = _list_archive(storage, record, identities)
         verification.steps["archive"] = "passed"
         verification.entries = len(archive.entries)
         _drill(request, context, engine, record, archive, verification)
@@ -206,14 +210,18 @@ def _verify_one(
     return verification
 
 
-def _list_archive(storage: Storage, record: catalog.BackupRecord) -> listing.TarListing:
+def _list_archive(
+    storage: Storage, record: catalog.BackupRecord, identities: list[object]
+) -> listing.TarListing:
     """Read the whole stored archive: check its size and sha256, decompress it, list it.
     Raise `_DrillFailed` if it is missing, altered, truncated or not a tar."""
     try:
         with storage.open(record.archive) as stream:
             stored = HashingReader(stream)
             read_ahead = ReadAhead(stored)
-            chunks = tar_chunks(read_ahead, record.compression, record.archive)
+            chunks = tar_chunks(
+                read_ahead, staging.reader_stages(record, identities), record.archive
+            )
             lister = listing.TarLister(record.archive)
             try:
                 for chunk in chunks:

@@ -1,11 +1,11 @@
-"""The byte pipeline between a tar stream and a stored archive: compress, hash, count.
+"""The byte pipeline between a tar stream and a stored archive: a list of stages, then hash.
 
-Backup:  tar bytes -> [compress] -> [encrypt: later] -> hash+count -> storage writer
-Restore: storage reader -> hash+count -> [decrypt: later] -> [decompress] -> tar bytes
+Backup:  tar bytes -> [zstd | gzip] -> [age] -> hash+count -> storage writer
+Restore: storage reader -> hash+count -> [age] -> [zstd | gzip] -> tar bytes
 
-Each stage is a small file-like object wrapping the next one, so a new stage (age encryption)
-slots in between without touching the others. Memory is bounded by the chunk size: nothing
-buffers a whole archive.
+A `Stage` has a name, a file suffix, a writer over a sink and a reader over a readable. The
+metadata records the stage names in order (`stages`), and a restore builds its readers from
+that record. Memory is bounded by the chunk size: nothing buffers a whole archive.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import hashlib
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
@@ -64,34 +64,73 @@ class HashingSink:
         """Compressors call flush on their output; the storage writer flushes on commit."""
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One step between tar bytes and stored bytes. `open_writer(sink)` returns a writer
+    (write, close; abort if it runs a thread) that transforms into `sink`; `open_reader(
+    readable, name)` returns a readable of what it undoes (close stops its thread)."""
+
+    name: str
+    suffix: str
+    open_writer: Callable[[Sink], Any]
+    open_reader: Callable[[Readable, str], Any]
+
+
+def compression_stages(compression: str) -> list[Stage]:
+    """The stages of a compression name (none for "none"). Raise `UsageError` if unknown."""
+    if compression not in COMPRESSIONS:
+        raise errors.UsageError(
+            f"unknown compression {compression!r}", f"use one of {', '.join(COMPRESSIONS)}"
+        )
+    if compression == "none":
+        return []
+    return [Stage(compression, SUFFIXES[compression][len(".tar") :],
+                  lambda sink: _open_compressor(compression, sink),
+                  lambda readable, name: _decompressed(readable, compression))]  # fmt: skip
+
+
+def archive_suffix(stage_names: list[str]) -> str:
+    """`.tar` and each stage's suffix: `.tar.zst.age`."""
+    suffixes = {"zstd": ".zst", "gzip": ".gz", "age": ".age"}
+    return ".tar" + "".join(suffixes[name] for name in stage_names)
+
+
 class ArchiveWriter:
-    """Accepts tar bytes, writes the compressed archive to `sink`. Call `finish()` at the end."""
+    """Accepts tar bytes, writes them through `stages` to `sink`. Call `finish()` at the end."""
 
     def __init__(
-        self, sink: Sink, compression: str, on_progress: ProgressCallback | None = None
+        self,
+        sink: Sink,
+        stages: list[Stage] | str,
+        on_progress: ProgressCallback | None = None,
     ) -> None:
-        if compression not in COMPRESSIONS:
-            raise errors.UsageError(
-                f"unknown compression {compression!r}", f"use one of {', '.join(COMPRESSIONS)}"
-            )
+        if isinstance(stages, str):
+            stages = compression_stages(stages)
         self.stored = HashingSink(sink)
         self.on_progress = on_progress
         self.tar_size = 0
         # Hashing and storage writes run in a thread beside the compressor (see threads.py).
         self._background = BackgroundSink(self.stored)
-        self._compressor = _open_compressor(compression, self._background)
+        self._writers: list[Any] = []  # outermost (first written to) first
+        inner: Sink = self._background
+        for stage in reversed(stages):
+            inner = stage.open_writer(inner)
+            self._writers.insert(0, inner)
+        self._first: Sink = inner
 
     def write(self, data: bytes | memoryview) -> int:
         self.tar_size += len(data)
-        self._compressor.write(data)
+        self._first.write(data)
         if self.on_progress is not None:
             self.on_progress(len(data))
         return len(data)
 
     def finish(self) -> Digest:
-        """Flush the compressor's last frame and wait for the writes; return what was written."""
+        """Flush each stage's last bytes, in order, and wait for the writes; return what was
+        written."""
         try:
-            self._compressor.close()
+            for writer in self._writers:
+                writer.close()
             self._background.finish()
         except BaseException:
             self.abort()
@@ -99,19 +138,12 @@ class ArchiveWriter:
         return Digest(self.stored.size, self.stored.hash.hexdigest(), self.tar_size)
 
     def abort(self) -> None:
-        """Stop the writer thread; the caller aborts the storage object."""
+        """Stop the stages' and the writer's threads; the caller aborts the storage object."""
+        for writer in self._writers:
+            abort = getattr(writer, "abort", None)
+            if abort is not None:
+                abort()
         self._background.abort()
-
-
-class _PassThrough:
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-
-    def write(self, data: bytes | memoryview) -> int:
-        return self.sink.write(data)
-
-    def close(self) -> None:
-        pass
 
 
 def _open_compressor(compression: str, sink: Sink):  # noqa: ANN202 - three file-likes
@@ -123,9 +155,7 @@ def _open_compressor(compression: str, sink: Sink):  # noqa: ANN202 - three file
         )
         compressor = zstandard.ZstdCompressor(compression_params=parameters)
         return compressor.stream_writer(sink, write_size=CHUNK_SIZE, closefd=False)  # type: ignore[arg-type]
-    if compression == "gzip":
-        return gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)  # type: ignore[call-overload]
-    return _PassThrough(sink)
+    return gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)  # type: ignore[call-overload]
 
 
 class HashingReader:
@@ -150,18 +180,30 @@ class HashingReader:
 
 
 def tar_chunks(
-    stored: Readable, compression: str, archive_name: str = "archive"
+    stored: Readable, stages: list[Stage] | str, archive_name: str = "archive"
 ) -> Iterator[bytes]:
     """Yield the tar bytes of a stored archive, read from `stored` to its very end.
 
-    Decompression runs in its own thread, one bounded queue ahead. Raise `ArchiveCorrupt` if the
-    archive cannot be decompressed. A truncated zstd archive ends quietly: the caller's size
-    and sha256 check (`verify_digest`) is what catches it.
+    Each stage's reader runs in its own thread, one bounded queue ahead. Raise `ArchiveCorrupt`
+    if the archive cannot be decompressed (or decrypted: `WrongKey` without the right
+    identity). A truncated zstd archive ends quietly: the caller's size and sha256 check
+    (`verify_digest`) is what catches it.
     """
-    if compression not in COMPRESSIONS:
-        raise errors.ArchiveCorrupt(f"{archive_name}: unknown compression {compression!r}")
+    if isinstance(stages, str):
+        if stages not in COMPRESSIONS:
+            raise errors.ArchiveCorrupt(f"{archive_name}: unknown compression {stages!r}")
+        stages = compression_stages(stages)
+    readers: list[Any] = []
+    readable: Readable = stored
     try:
-        yield from threads.ProducedChunks(lambda sink: _decompress(stored, compression, sink))
+        for stage in reversed(stages):
+            readable = stage.open_reader(readable, archive_name)
+            readers.append(readable)
+        while chunk := readable.read(CHUNK_SIZE):
+            yield chunk
+        # Read what the stages left (trailing bytes) so the hash covers the whole object.
+        while stored.read(CHUNK_SIZE):
+            pass
     except (zstandard.ZstdError, OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) and exc.errno:
             raise  # a real I/O error, classified by the caller
@@ -169,6 +211,13 @@ def tar_chunks(
             f"{archive_name} is corrupt or truncated ({exc})",
             "restore another backup (opskit volume list)",
         ) from exc
+    finally:
+        for reader in reversed(readers):
+            reader.close()
+
+
+def _decompressed(stored: Readable, compression: str) -> ChunkReader:
+    return ChunkReader(threads.ProducedChunks(lambda sink: _decompress(stored, compression, sink)))
 
 
 def _decompress(stored: Readable, compression: str, sink: Sink) -> None:
@@ -182,16 +231,37 @@ def _decompress(stored: Readable, compression: str, sink: Sink) -> None:
         for chunk in _read_chunks(stored):
             writer.write(chunk)
         writer.flush()
-    elif compression == "gzip":
+    else:
         with gzip.GzipFile(fileobj=stored, mode="rb") as reader:  # type: ignore[call-overload]
             for chunk in _read_chunks(reader):
                 sink.write(chunk)
-    else:
-        for chunk in _read_chunks(stored):
-            sink.write(chunk)
-    # Read what the decompressor left (trailing bytes) so the hash covers the whole object.
-    while stored.read(CHUNK_SIZE):
-        pass
+
+
+class ChunkReader:
+    """A readable over a `ProducedChunks` (a stage's thread); `close()` stops the thread."""
+
+    def __init__(self, produced: threads.ProducedChunks) -> None:
+        self._produced = produced
+        self._chunks = iter(produced)
+        self._buffer = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = CHUNK_SIZE
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._buffer = memoryview(chunk)
+        piece = bytes(self._buffer[:size])
+        self._buffer = self._buffer[len(piece) :]
+        return piece
+
+    def close(self) -> None:
+        self._produced.close()
 
 
 def _read_chunks(reader: Readable) -> Iterator[bytes]:

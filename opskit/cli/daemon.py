@@ -62,7 +62,9 @@ def run(
 ) -> None:
     """Run one job of the config once: the cron and systemd-timer mode.
 
-    Exit 0 if the backup, its drill and the prune all succeeded, 1 otherwise.
+    Exit 0 if the backup, its drill and the prune all succeeded, 1 otherwise. Logs are JSON
+    lines on stdout, as the daemon's; with --json stdout holds only the report, the logs go
+    to stderr.
 
     Examples:
 
@@ -70,15 +72,17 @@ def run(
 
       opskit run nightly-db --json
     """
-    _daemon_logging()
+    # With --json, stdout is the one report document: the logs go to stderr then.
+    _daemon_logging(to_stdout=not json_output)
     scheduler = Daemon(config_path, state_file=None)
     _exit_for(scheduler.run_once(only=job), json_output)
 
 
-def _daemon_logging() -> None:
+def _daemon_logging(to_stdout: bool = True) -> None:
     # A service's stdout is its journal: one JSON event per line there.
-    json_logs = log.json_enabled() or not sys.stdout.isatty()
-    configure_logging(max(1, log.verbosity()), json_logs, to_stdout=True)
+    stream = sys.stdout if to_stdout else sys.stderr
+    json_logs = log.json_enabled() or not stream.isatty()
+    configure_logging(max(1, log.verbosity()), json_logs, to_stdout=to_stdout)
 
 
 def _exit_for(reports: list[JobReport], json_output: bool) -> None:

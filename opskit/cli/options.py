@@ -47,3 +47,30 @@ FromOption = Annotated[
         show_default=False,
     ),
 ]
+EncryptToOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--encrypt-to",
+        help="Encrypt with age to this recipient (age1… or an ssh-ed25519/ssh-rsa public key); "
+        "repeatable. Default: the target's encryption in the config.",
+        show_default=False,
+    ),
+]
+EncryptToFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--encrypt-to-file",
+        help="Encrypt to the recipients in this file, one per line (as age -R reads it).",
+        show_default=False,
+    ),
+]
+IdentityOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--identity",
+        "-i",
+        help="age identity file or SSH private key for encrypted backups (default: "
+        "$OPSKIT_AGE_IDENTITY_FILE, then the target's encryption.identity_file).",
+        show_default=False,
+    ),
+]

@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from rich.progress import (
 
 from opskit import events, log, untrusted
 from opskit.actions.context import RunContext
+from opskit.config.encryption import Encryption
 from opskit.config.schema import Config
 
 _events_log = structlog.get_logger("opskit.events")
@@ -63,9 +65,18 @@ def progress_callback(bar: Bar, context: RunContext) -> Callable[[int], None]:
     return events.progress_reporter(context.emit, bar.description)
 
 
-def run_context(config: Config) -> RunContext:
+def run_context(config: Config, identity_file: Path | None = None) -> RunContext:
     """The run context of one CLI command: its events rendered by `event`."""
-    return RunContext(config, event)
+    return RunContext(config, event, identity_file)
+
+
+def encryption(recipients: list[str] | None, recipients_file: Path | None) -> Encryption:
+    """--encrypt-to and --encrypt-to-file as an encryption setting (checked by the action)."""
+    return Encryption.model_construct(
+        recipients=list(recipients or []),
+        recipients_file=str(recipients_file) if recipients_file else None,
+        identity_file=None,
+    )
 
 
 def printable(text: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -21,7 +22,10 @@ from opskit.cli import render
 from opskit.cli.options import (
     ConfigOption,
     DockerHostOption,
+    EncryptToFileOption,
+    EncryptToOption,
     FromOption,
+    IdentityOption,
     JsonOption,
     WaitOption,
 )
@@ -132,6 +136,8 @@ def backup(
     helper_image: HelperImageOption = None,
     docker_host: DockerHostOption = None,
     wait: WaitOption = 0,
+    encrypt_to: EncryptToOption = None,
+    encrypt_to_file: EncryptToFileOption = None,
     config_path: ConfigOption = None,
 ) -> None:
     """Back up volumes (or host directories) into .tar.zst/.tar.gz/.tar archives.
@@ -150,6 +156,8 @@ def backup(
       opskit volume backup pgdata uploads /srv/app/config --json
 
       opskit volume backup --all --label com.example.tier=db --stop-containers
+
+      opskit volume backup pgdata --to s3://ops-backups/docker --encrypt-to age1ql3z7h…
     """
     if not sources and not all_volumes:
         raise typer.BadParameter("name a volume or path to back up, or pass --all",
@@ -169,6 +177,7 @@ def backup(
         ),
         helper_image=helper_image,
         docker_host=docker_host,
+        encryption=render.encryption(encrypt_to, encrypt_to_file),
     )
     shown = sources[0] if sources and len(sources) == 1 else "volumes"
     with render.progress_bar(f"backup {shown}", enabled=not json_output) as bar:
@@ -198,7 +207,7 @@ def _print_record(record: BackupRecord | None) -> None:
     render.stdout.print(
         f"backed up {record.kind} {render.printable(record.source)} as {record.id}\n"
         f"  archive  {render.printable(record.location)}\n"
-        f"  size     {render.human_size(record.size)} ({record.compression}, "
+        f"  size     {render.human_size(record.size)} ({_stages(record)}, "
         f"{render.human_size(record.tar_size)} of tar)\n"
         f"  sha256   {record.sha256}\n"
         f"  tar      {record.tar or 'unknown'}"
@@ -273,6 +282,11 @@ def list_backups(
     render.stdout.print(_records_table(records))
 
 
+def _stages(record: BackupRecord) -> str:
+    """`zstd`, `zstd+age` (encrypted), `none`."""
+    return "+".join(record.stage_names()) or "none"
+
+
 def _records_table(records: list[BackupRecord]) -> Table:
     table = Table(box=None, pad_edge=False)
     columns = ("ID", "SOURCE", "KIND", "CREATED", "SIZE", "COMPRESSION", "TAR", "TAGS", "VERIFIED")
@@ -285,7 +299,7 @@ def _records_table(records: list[BackupRecord]) -> Table:
             record.kind,
             record.created,
             render.human_size(record.size),
-            record.compression,
+            _stages(record),
             record.tar or "-",
             ",".join(record.tags),
             _verified(record),
@@ -349,6 +363,7 @@ def restore(
     helper_image: HelperImageOption = None,
     docker_host: DockerHostOption = None,
     wait: WaitOption = 0,
+    identity: IdentityOption = None,
     config_path: ConfigOption = None,
 ) -> None:
     """Restore a backup. Refuses a non-empty target without --force; never leaves it half-written.
@@ -384,6 +399,7 @@ def restore(
             ),
             config,
             json_output,
+            identity,
         )
         return
     if source is None:
@@ -403,7 +419,7 @@ def restore(
         allow_devices=allow_devices,
     )
     with render.progress_bar(f"restore {source}", enabled=not json_output) as bar:
-        with render.run_context(config) as context:
+        with render.run_context(config, identity) as context:
             result = run_restore(
                 request,
                 context,
@@ -416,8 +432,10 @@ def restore(
     _print_restore(result)
 
 
-def _restore_snapshot(request: SnapshotRestoreRequest, config: Config, json_output: bool) -> None:
-    with render.run_context(config) as context:
+def _restore_snapshot(
+    request: SnapshotRestoreRequest, config: Config, json_output: bool, identity: Path | None
+) -> None:
+    with render.run_context(config, identity) as context:
         result = run_restore_snapshot(request, context)
     if json_output:
         render.print_json(result.to_dict())

@@ -8,7 +8,14 @@ import typer
 
 from opskit.actions.snapshot import SnapshotRequest, SnapshotResult, run_snapshot
 from opskit.cli import render
-from opskit.cli.options import ConfigOption, DockerHostOption, JsonOption, WaitOption
+from opskit.cli.options import (
+    ConfigOption,
+    DockerHostOption,
+    EncryptToFileOption,
+    EncryptToOption,
+    JsonOption,
+    WaitOption,
+)
 from opskit.cli.volume import (
     Compression,
     HelperImageOption,
@@ -55,6 +62,8 @@ def snapshot(
     helper_image: HelperImageOption = None,
     docker_host: DockerHostOption = None,
     wait: WaitOption = 0,
+    encrypt_to: EncryptToOption = None,
+    encrypt_to_file: EncryptToFileOption = None,
     config_path: ConfigOption = None,
 ) -> None:
     """Back up every volume of a compose project as one snapshot (the pre-upgrade path).
@@ -80,6 +89,7 @@ def snapshot(
         helper_image=helper_image,
         docker_host=docker_host,
         wait_seconds=wait,
+        encryption=render.encryption(encrypt_to, encrypt_to_file),
     )
     with (
         render.progress_bar(f"snapshot {project}", enabled=not json_output) as bar,

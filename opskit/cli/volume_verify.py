@@ -10,7 +10,13 @@ import typer
 from opskit import errors
 from opskit.actions.verify import BackupVerification, VerifyRequest, VerifyResult, run_verify
 from opskit.cli import render
-from opskit.cli.options import ConfigOption, DockerHostOption, FromOption, JsonOption
+from opskit.cli.options import (
+    ConfigOption,
+    DockerHostOption,
+    FromOption,
+    IdentityOption,
+    JsonOption,
+)
 from opskit.cli.volume import (
     HelperImageOption,
     TransferMode,
@@ -73,6 +79,7 @@ def verify(
     transfer: TransferOption = TransferMode.auto,
     helper_image: HelperImageOption = None,
     docker_host: DockerHostOption = None,
+    identity: IdentityOption = None,
     config_path: ConfigOption = None,
 ) -> None:
     """Restore drill: check the archive, restore it into a scratch volume, compare every entry
@@ -106,7 +113,7 @@ def verify(
         docker_host=docker_host,
         allow_devices=allow_devices,
     )
-    with render.run_context(config) as context:
+    with render.run_context(config, identity) as context:
         result = run_verify(request, context)
     if json_output:
         render.print_json(result.to_dict())

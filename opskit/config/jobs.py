@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from opskit import errors
+from opskit.config.encryption import Encryption
 from opskit.config.monitoring import check_http_url
 from opskit.config.schedules import Schedule, parse_schedule
 from opskit.repository import retention as retention_rules
@@ -272,6 +273,11 @@ class Job(BaseModel):
         description="healthchecks.io-style ping URL: /start is called when a run starts, the "
         "URL itself on success, /fail on failure.",
         examples=["https://hc-ping.com/your-check-uuid"],
+    )
+    encryption: Encryption | None = Field(
+        default=None,
+        description="Encrypt this job's backups with age; overrides the target's encryption.",
+        examples=[{"recipients_file": "/etc/opskit/recipients.txt"}],
     )
 
     @field_validator("name")

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from opskit.config.encryption import Encryption
+
 MIB = 1024 * 1024
 SIZE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": MIB, "gib": 1024 * MIB}
 S3_SETTINGS = (
@@ -105,6 +107,14 @@ class TargetConfig(BaseModel):
         "explicit part_size above 8 MiB). Memory for buffers is (max_concurrency + 1) x 5 MiB, "
         "or x part_size when it is set.",
         examples=[4],
+    )
+
+    encryption: Encryption | None = Field(
+        default=None,
+        description="Encrypt every backup to this target with age (see Encryption).",
+        examples=[
+            {"recipients": ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]}
+        ],
     )
 
     @field_validator("part_size", mode="before")

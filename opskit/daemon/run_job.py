@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from pathlib import Path
 
 import structlog
 
@@ -20,6 +21,7 @@ from opskit.actions.context import RunContext
 from opskit.actions.prune import PruneRequest, run_prune
 from opskit.actions.snapshot import SnapshotRequest, run_snapshot
 from opskit.actions.verify import VerifyRequest, run_verify
+from opskit.config.encryption import Encryption
 from opskit.config.jobs import Job
 from opskit.config.schema import Config
 from opskit.daemon.report import JobReport, SourceReport
@@ -34,21 +36,30 @@ JOB_TAG = "scheduled"  # every backup a job makes has it, besides the job's own 
 def run_job(job: Job, config: Config, emit: events.EventSink) -> JobReport:
     """Given a job of `config`, run it once. Return its report (failures included)."""
     report = JobReport(job=job.name, started_at=time.time(), finished_at=0.0)
-    with RunContext(config, emit) as context:
-        try:
+    # The drill's identity: the job's, else $OPSKIT_AGE_IDENTITY_FILE, else the target's.
+    identity = job.encryption.identity_file if job.encryption else None
+    # The context is inside the try: opening it (an identity file) and closing its engines
+    # and stores can fail too, and that must fail this run, never stop the daemon.
+    try:
+        with RunContext(config, emit, Path(identity) if identity else None) as context:
             _back_up(job, context, report)
             if job.verifies:
                 _drill(job, context, report)
             if job.retention is not None and report.ok:
                 _prune(job, context, report)
             _newest_verified(job, context, report)
-        except errors.OpskitError as error:
-            report.error = str(error)
-        except Exception as bug:  # noqa: BLE001 - a bug in one run must not stop the daemon
-            log.error("job.internal_error", job=job.name, exc_info=True)
-            report.error = f"internal error: {type(bug).__name__}: {bug}"
+    except errors.OpskitError as error:
+        report.error = _joined(report.error, str(error))
+    except Exception as bug:  # noqa: BLE001 - a bug in one run must not stop the daemon
+        log.error("job.internal_error", job=job.name, exc_info=True)
+        report.error = _joined(report.error, f"internal error: {type(bug).__name__}: {bug}")
     report.finished_at = time.time()
     return report
+
+
+def _joined(first: str, second: str) -> str:
+    """The run's errors on one line: a later step's error does not hide an earlier one."""
+    return "; ".join(text for text in (first, second) if text)
 
 
 def _back_up(job: Job, context: RunContext, report: JobReport) -> None:
@@ -63,6 +74,7 @@ def _back_up(job: Job, context: RunContext, report: JobReport) -> None:
             stop_containers=job.stop_containers,
             compression=job.compress,
             wait_seconds=job.wait_seconds,
+            encryption=job.encryption or Encryption(),
         )
         snapshot = run_snapshot(request, context, on_progress=progress)
         seconds = time.monotonic() - started
@@ -84,6 +96,7 @@ def _back_up(job: Job, context: RunContext, report: JobReport) -> None:
             stop_containers=job.stop_containers,
             wait_seconds=job.wait_seconds,
         ),
+        encryption=job.encryption or Encryption(),
     )
     timings: dict[str, float] = {}
     emit = context.emit

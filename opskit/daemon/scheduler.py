@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -273,13 +274,19 @@ class Daemon:
             handle, temporary = tempfile.mkstemp(
                 dir=self.state_file.parent, prefix=".daemon-state."
             )
-            with os.fdopen(handle, "w") as stream:
-                state = {
-                    "last_runs": self._last_runs,
-                    "last_outcomes": self._notifier.last_outcomes(),
-                }
-                json.dump(state, stream)
-            os.replace(temporary, self.state_file)
+            try:
+                with os.fdopen(handle, "w") as stream:
+                    state = {
+                        "last_runs": self._last_runs,
+                        "last_outcomes": self._notifier.last_outcomes(),
+                    }
+                    json.dump(state, stream)
+                os.replace(temporary, self.state_file)
+            except BaseException:
+                # A SIGTERM or a full disk between mkstemp and the rename: leave no temp file.
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                raise
         except OSError as exc:
             log.warning("daemon.state_not_written", file=str(self.state_file), error=str(exc))
 

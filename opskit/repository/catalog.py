@@ -25,6 +25,11 @@ from opskit.storage.base import ObjectInfo, Storage, check_name
 log = structlog.get_logger(__name__)
 
 METADATA_SUFFIX = ".json"
+AGE_SUFFIX = ".age"
+# Every name ending an archive can have: .tar.zst, .tar.zst.age, ...
+ARCHIVE_SUFFIXES = tuple(
+    suffix + age for suffix in dict.fromkeys(SUFFIXES.values()) for age in ("", AGE_SUFFIX)
+)
 SAFETY_TAG = "pre-restore"  # the tag of the backup a forced restore takes of what it replaces
 FORMAT_VERSION = 1
 
@@ -56,7 +61,19 @@ class BackupRecord:
     verified_at: str | None = None  # UTC ISO 8601 of the last restore drill
     verified_ok: bool | None = None  # its outcome; None: never verified
     verified_reason: str = ""  # a short reason, e.g. "3 entries differ: ./a (mode) ..."
+    # The pipeline's stages after tar, in the order they were applied: ["zstd", "age"]. None in
+    # records from before stages were recorded: then the compression alone.
+    stages: list[str] | None = None
+    # {"format": "age", "recipients": ["sha256:…", …]}: fingerprints, never keys. None: plain.
+    encryption: dict[str, Any] | None = None
     format: int = FORMAT_VERSION
+
+    def stage_names(self) -> list[str]:
+        return list(self.stages) if self.stages is not None else stage_names(self.compression)
+
+    @property
+    def encrypted(self) -> bool:
+        return "age" in self.stage_names()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -126,6 +143,14 @@ def _is_optional_text(value: object) -> bool:
     return value is None or isinstance(value, str)
 
 
+def _is_encryption(value: object) -> bool:
+    return value is None or (
+        isinstance(value, dict)
+        and value.get("format") == "age"
+        and _is_text_list(value.get("recipients"))
+    )
+
+
 def _is_format(value: object) -> bool:
     return _is_count(value) and value != 0
 
@@ -162,6 +187,8 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "verified_at": (lambda value: value is None or _matches(ISO_UTC)(value), "not a UTC time"),
     "verified_ok": (lambda value: value is None or isinstance(value, bool), "not a bool or null"),
     "verified_reason": (_is_text, "not a string"),
+    "stages": (lambda value: value is None or _is_text_list(value), "not a list of strings"),
+    "encryption": (_is_encryption, "not null or {format: age, recipients: [...]}"),
     "format": (_is_format, "not a format number"),
 }
 
@@ -181,7 +208,16 @@ def parse_record(data: object) -> BackupRecord:
         raise ValueError(f"written by a newer opskit (format {data['format']})")
     # The archive's name is derived from the id, as backups write it: metadata cannot point a
     # restore at another object, and no name from it reaches a path unchecked.
-    expected = archive_name(data["id"], data["compression"])
+    encrypted = data.get("encryption") is not None
+    stages = data.get("stages")
+    if stages is not None and stages != stage_names(data["compression"], encrypted):
+        raise ValueError(
+            f"stages {untrusted.printable(str(stages))} do not match compression "
+            f"{data['compression']} and encryption {'age' if encrypted else 'none'}"
+        )
+    if encrypted and stages is None:
+        raise ValueError("encryption without stages")
+    expected = archive_name(data["id"], data["compression"], encrypted)
     if data["archive"] != expected:
         shown = untrusted.printable(data["archive"])
         raise ValueError(f"archive is {shown!r}, not {expected!r}")
@@ -212,8 +248,13 @@ def source_slug(source: str) -> str:
     return slug[:80] or "root"
 
 
-def archive_name(backup_id: str, compression: str) -> str:
-    return backup_id + SUFFIXES[compression]
+def stage_names(compression: str, encrypted: bool = False) -> list[str]:
+    """The stages after tar: the compression (none for "none"), then age if encrypted."""
+    return ([] if compression == "none" else [compression]) + (["age"] if encrypted else [])
+
+
+def archive_name(backup_id: str, compression: str, encrypted: bool = False) -> str:
+    return backup_id + SUFFIXES[compression] + (AGE_SUFFIX if encrypted else "")
 
 
 def metadata_name(backup_id: str) -> str:

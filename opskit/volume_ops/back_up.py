@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from opskit import __version__, errors, events
+from opskit.archive import age, stage_list
 from opskit.archive.pipeline import ArchiveWriter, ProgressCallback
 from opskit.engine import client, helper, transfer, volumes
 from opskit.repository import catalog
@@ -35,6 +36,7 @@ class BackupOptions:
     # More containers to stop with the set (a snapshot: the project's ones that mount nothing
     # of it, e.g. an app server writing to the database over the network).
     also_stop: list[volumes.ContainerRef] = field(default_factory=list)
+    recipients: list[age.Recipient] = field(default_factory=list)  # age: encrypt to these
 
 
 @dataclass
@@ -91,6 +93,7 @@ def back_up_locked(
                 tags=options.tags,
                 stopped_containers=stopped,
                 snapshot=options.snapshot,
+                recipients=options.recipients,
             ),
             on_progress,
             emit,
@@ -123,6 +126,7 @@ class BackupLabels:
     tags: list[str]
     stopped_containers: list[str]
     snapshot: str | None = None
+    recipients: list[age.Recipient] = field(default_factory=list)  # encrypted with age if any
 
 
 def write_backup(
@@ -141,12 +145,14 @@ def write_backup(
     started = time.monotonic()
     created = catalog.utc_now()
     backup_id = catalog.new_backup_id(catalog.source_slug(labels.source.name), created)
-    archive_name = catalog.archive_name(backup_id, labels.compression)
+    stages = stage_list.writer_stages(labels.compression, labels.recipients)
+    encrypted = bool(labels.recipients)
+    archive_name = catalog.archive_name(backup_id, labels.compression, encrypted)
     log.info("backup.start", source=labels.source.describe(), id=backup_id, to=storage.url)
     fidelity = data_path.fidelity(session)
     writer = storage.create(archive_name)
     try:
-        archive = ArchiveWriter(writer, labels.compression, on_progress)
+        archive = ArchiveWriter(writer, stages, on_progress)
         try:
             data_path.export_tar(session, directory, archive.write)
         except BaseException:
@@ -183,6 +189,13 @@ def write_backup(
         tar_keeps=list(fidelity.keeps),
         hostname=socket.gethostname(),
         tool_version=__version__,
+        stages=[stage.name for stage in stages],
+        encryption={
+            "format": "age",
+            "recipients": [recipient.fingerprint for recipient in labels.recipients],
+        }
+        if encrypted
+        else None,
     )
     try:
         catalog.write_record(storage, record)

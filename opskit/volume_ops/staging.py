@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import structlog
 
 from opskit import errors, signals
+from opskit.archive import stage_list
 from opskit.archive.pipeline import (
     CHUNK_SIZE,
     HashingReader,
     ProgressCallback,
+    Stage,
     tar_chunks,
     verify_digest,
 )
@@ -140,6 +142,7 @@ def restore_staged(
     what: str,
     on_progress: ProgressCallback | None = None,
     allow_devices: bool = False,
+    identities: list[object] = (),  # type: ignore[assignment]
 ) -> StagedRestore:
     """Unpack `record` into a staging directory, verify it, and swap it into place.
 
@@ -152,7 +155,14 @@ def restore_staged(
     try:
         session.run_checked(["mkdir", staging_path], "creating a staging directory in the target")
         watcher = _unpack_verified(
-            session, data_path, storage, record, staging_path, on_progress, allow_devices
+            session,
+            data_path,
+            storage,
+            record,
+            staging_path,
+            on_progress,
+            allow_devices,
+            identities,
         )
         _apply_what_tar_left_out(session, staging_path, watcher)
     except BaseException as failure:
@@ -237,11 +247,12 @@ def _unpack_verified(
     staging_path: str,
     on_progress: ProgressCallback | None,
     allow_devices: bool,
+    identities: list[object],
 ) -> TarWatcher:
     with storage.open(record.archive) as stream:
         stored = HashingReader(stream, on_progress)
         read_ahead = ReadAhead(stored)  # reading and hashing overlap decompression
-        chunks = tar_chunks(read_ahead, record.compression, record.archive)
+        chunks = tar_chunks(read_ahead, reader_stages(record, identities), record.archive)
         watcher = TarWatcher(
             chunks,
             allow_devices=allow_devices,
@@ -268,7 +279,12 @@ def _unpack_verified(
     return watcher
 
 
-def check_archive(storage: Storage, record: catalog.BackupRecord, allow_devices: bool) -> None:
+def check_archive(
+    storage: Storage,
+    record: catalog.BackupRecord,
+    allow_devices: bool,
+    identities: list[object] = (),  # type: ignore[assignment]
+) -> None:
     """Read `record`'s archive whole, as a restore would, without unpacking it: every header
     checked, the sha256 and size compared. For a set restore's checks, so that no member is
     swapped in before every member's archive is known good.
@@ -278,7 +294,7 @@ def check_archive(storage: Storage, record: catalog.BackupRecord, allow_devices:
     with storage.open(record.archive) as stream:
         stored = HashingReader(stream)
         read_ahead = ReadAhead(stored)
-        chunks = tar_chunks(read_ahead, record.compression, record.archive)
+        chunks = tar_chunks(read_ahead, reader_stages(record, identities), record.archive)
         watcher = TarWatcher(
             chunks,
             allow_devices=allow_devices,
@@ -292,6 +308,23 @@ def check_archive(storage: Storage, record: catalog.BackupRecord, allow_devices:
         finally:
             _stop(chunks, read_ahead)
         verify_digest(stored, record.sha256, record.size, record.archive)
+
+
+def check_decryptable(
+    storage: Storage, record: catalog.BackupRecord, identities: list[object]
+) -> None:
+    """For an encrypted backup, raise `WrongKey` unless `identities` open its archive's age
+    header: before a restore or drill touches anything (a forced restore's safety backup
+    included)."""
+    if not record.encrypted:
+        return
+    with storage.open(record.archive) as stream:
+        head = stream.read(stage_list.HEADER_PROBE_BYTES)
+    stage_list.check_can_decrypt(head, identities, record.archive)
+
+
+def reader_stages(record: catalog.BackupRecord, identities: list[object]) -> list[Stage]:
+    return stage_list.reader_stages(record.stage_names(), list(identities), record.archive)
 
 
 def _extractor_reads_pax_size(session: helper.HelperSession, data_path: transfer.Transfer) -> bool:
