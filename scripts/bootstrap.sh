@@ -26,4 +26,19 @@ say "installing opskit ($spec) into .venv"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
 
+if [ "$extras" = test ]; then
+  # The tests check interoperability with the age CLI (Debian's age) and SSH keys (ssh-keygen).
+  missing=()
+  command -v age >/dev/null 2>&1 || missing+=(age)
+  command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} for the tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
+      apt-get update >/dev/null
+      apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
+    }
+  fi
+fi
+
 bash scripts/setup-engine.sh
