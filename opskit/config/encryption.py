@@ -24,8 +24,9 @@ class Encryption(BaseModel):
     identity_file: str | None = Field(
         default=None,
         description="The identity (age identity file or SSH private key) the daemon's restore "
-        "drills decrypt with; restores take --identity or $OPSKIT_AGE_IDENTITY_FILE first. Keep "
-        "it off the backup host if only drills need it there.",
+        "drills decrypt with; restores take --identity or $OPSKIT_AGE_IDENTITY_FILE first. "
+        "Without it, drills of encrypted backups fail; leave it out where the host must not "
+        "be able to read its own backups (and run drills elsewhere).",
         examples=["/etc/opskit/age-identity.txt"],
     )
 

@@ -53,6 +53,12 @@ class Config(BaseModel):
                     "url": "s3://acme-backups/prod",
                     "endpoint_url": "https://s3.eu-central-1.amazonaws.com",
                     "storage_class": "STANDARD_IA",
+                    "encryption": {
+                        "recipients": [
+                            "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+                        ],
+                        "identity_file": "/etc/opskit/age-identity.txt",
+                    },
                 },
             }
         ],
