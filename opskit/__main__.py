@@ -9,9 +9,15 @@ handlers (`opskit.signals`) as its first step.
 
 import os
 import signal
+import sys
 
 # Signals that end a start-up, and the exit code the shell would show for each.
 _STARTUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def is_daemon(arguments: list[str]) -> bool:
+    """Whether the command line runs the long-lived daemon (`opskit [...] daemon`, not --once)."""
+    return "daemon" in arguments and "--once" not in arguments and "--help" not in arguments
 
 
 def _interrupted_during_startup(signum: int, frame: object) -> None:
@@ -25,6 +31,10 @@ def main() -> None:
     """Install quiet start-up signal handlers, then load and run the CLI."""
     for signum in _STARTUP_SIGNALS:
         signal.signal(signum, _interrupted_during_startup)
+    if is_daemon(sys.argv[1:]):
+        # `systemctl reload` right after `start` must not stop the daemon: SIGHUP only means
+        # "re-read the config", and there is none to re-read before it runs.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from opskit.cli import main as run_cli  # the slow part: imports of third-party packages
 
     run_cli()

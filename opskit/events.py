@@ -26,6 +26,10 @@ class Event:
     def message(self) -> str:
         raise NotImplementedError
 
+    def severity(self) -> str:
+        """The log level of this event (a failed drill's is higher than a passed one's)."""
+        return self.level
+
     def fields(self) -> dict[str, object]:
         return dataclasses.asdict(self)
 
@@ -138,6 +142,9 @@ class HookRan(Event):
     def message(self) -> str:
         return self.description
 
+    def severity(self) -> str:
+        return "info" if self.ok else "warning"
+
 
 @dataclass(frozen=True)
 class BackupWritten(Event):
@@ -238,6 +245,9 @@ class Verified(Event):
 
     def message(self) -> str:
         return f"backup {self.backup_id}: {'verified' if self.ok else 'FAILED'}: {self.reason}"
+
+    def severity(self) -> str:
+        return "info" if self.ok else "error"
 
 
 @dataclass(frozen=True)

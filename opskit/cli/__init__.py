@@ -7,6 +7,7 @@ message on stderr and an exit code, and where Ctrl-C / SIGTERM become `Interrupt
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -15,6 +16,7 @@ import structlog
 import typer
 
 from opskit import __version__, errors, signals, untrusted
+from opskit.__main__ import is_daemon
 from opskit.cli import (
     config_cmd,
     daemon,
@@ -91,6 +93,8 @@ def main() -> None:
     # stopped containers.
     # The start-up handlers of `opskit.__main__` were in place until here.
     signals.install()
+    if is_daemon(sys.argv[1:]):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the daemon's own handler comes next
     try:
         configure_logging(0)
         app(args=hoist_global_options(sys.argv[1:]), prog_name="opskit")

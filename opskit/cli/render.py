@@ -48,12 +48,13 @@ def event(happened: events.Event) -> None:
     --log-json); every event is also logged with its fields (shown with -v)."""
     fields = happened.fields()
     if log.json_enabled():
-        level = happened.level if happened.level != "info" or not happened.for_people else "warning"
+        level = happened.severity()
+        level = level if level != "info" or not happened.for_people else "warning"
         getattr(_events_log, level)(happened.name, message=happened.message(), **fields)
         return
     if happened.for_people:
         notice(happened.message())
-    getattr(_events_log, happened.level if not happened.for_people else "debug")(
+    getattr(_events_log, happened.severity() if not happened.for_people else "debug")(
         happened.name, **fields
     )
 

@@ -293,4 +293,6 @@ class Daemon:
 
 def _log_event(happened: events.Event) -> None:
     """The event sink of a job's run: each event one log line with its fields."""
-    getattr(log, happened.level)(happened.name, message=happened.message(), **happened.fields())
+    getattr(log, happened.severity())(
+        happened.name, message=happened.message(), **happened.fields()
+    )
