@@ -238,9 +238,19 @@ class _FedReader:
         return piece
 
     def readinto(self, target: bytearray | memoryview) -> int:
-        piece = self.read(len(target))
-        target[: len(piece)] = piece
-        return len(piece)
+        # pyrage reads 8 KiB at a time: copy straight from the queued chunk, no bytes object.
+        while not self._buffer:
+            if self._done:
+                return 0
+            item = self._get()
+            if item is _END:
+                self._done = True
+                return 0
+            self._buffer = memoryview(item)  # type: ignore[arg-type]
+        count = min(len(target), len(self._buffer))
+        target[:count] = self._buffer[:count]
+        self._buffer = self._buffer[count:]
+        return count
 
     def _get(self) -> object:
         while True:
