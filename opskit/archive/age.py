@@ -52,6 +52,13 @@ def fingerprint(recipient_text: str) -> str:
 def parse_recipient(text: str) -> Recipient:
     """Given `age1…` or an SSH public key line, return the recipient. Raise `UsageError`."""
     line = text.strip()
+    if "SECRET-KEY" in line.upper() or "PRIVATE KEY" in line.upper():
+        # Never repeat it: this is a secret given where a public key belongs.
+        raise errors.UsageError(
+            "an age identity (a secret key) was given where a recipient (public key) belongs",
+            "give its public key: age-keygen -y IDENTITY_FILE (and keep the secret off the "
+            "command line and out of the config)",
+        )
     try:
         if line.startswith("age1"):
             return Recipient(line, pyrage.x25519.Recipient.from_str(line))
@@ -79,7 +86,7 @@ def read_recipients_file(path: Path) -> list[Recipient]:
         if line.strip() and not line.lstrip().startswith("#")
     ]
     if not recipients:
-        raise errors.UsageError(f"recipients file {_shown(str(path))} holds no recipient")
+        raise errors.UsageError(f"recipients file {_path(path)} holds no recipient")
     return recipients
 
 
@@ -101,7 +108,7 @@ def read_identities(path: Path) -> list[object]:
     """The identities in `path`: an age identity file or an SSH private key. Raise
     `UsageError` naming the file (never its contents) if it holds none."""
     text = _read_key_file(path, "identity file")
-    shown = _shown(str(path))
+    shown = _path(path)
     if "PRIVATE KEY-----" in text:
         try:
             return [pyrage.ssh.Identity.from_buffer(text.encode())]
@@ -144,8 +151,14 @@ def _read_key_file(path: Path, what: str) -> str:
 
 
 def _shown(text: str) -> str:
+    """A recipient as given, for a message: printable, and short."""
     shown = untrusted.printable(text)
     return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def _path(path: Path) -> str:
+    """A file's path for a message: printable and whole (its name is the useful part)."""
+    return untrusted.printable(str(path))
 
 
 class EncryptingWriter:
