@@ -26,7 +26,7 @@ from opskit.cli import (
     volume_snapshot,
     volume_verify,
 )
-from opskit.log import configure_logging
+from opskit.log import configure_logging, json_enabled
 
 log = structlog.get_logger(__name__)
 
@@ -148,5 +148,10 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 def _fail(message: str, exit_code: int) -> NoReturn:
     # The last guard: whatever a message quotes (a name from a store, a file's key) stays one
     # line of plain text.
-    print(f"error: {untrusted.printable(message)}", file=sys.stderr)
+    text = untrusted.printable(message)
+    if json_enabled():
+        # With --log-json the error is a log event too: one JSON line, where the logs go.
+        log.error("error", message=text, exit_code=exit_code)
+    else:
+        print(f"error: {text}", file=sys.stderr)
     sys.exit(exit_code)

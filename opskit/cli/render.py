@@ -54,9 +54,11 @@ def event(happened: events.Event) -> None:
         return
     if happened.for_people:
         notice(happened.message())
-    getattr(_events_log, happened.severity() if not happened.for_people else "debug")(
-        happened.name, **fields
-    )
+        _events_log.debug(happened.name, **fields)
+    else:
+        # What the command prints as its result anyway (a failed drill, a failed hook): the
+        # log line is for -v, never a second copy of the message.
+        _events_log.info(happened.name, **fields)
 
 
 def progress_callback(bar: Bar, context: RunContext) -> Callable[[int], None]:

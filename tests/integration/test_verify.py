@@ -28,6 +28,20 @@ pytestmark = pytest.mark.integration
 SCRATCH_LABEL = "io.opskit.scratch"
 SCRATCH_OF_LABEL = "io.opskit.scratch.backup"
 CHECK_LABEL = "io.opskit.check"
+
+
+def check_containers(docker_client, backup_id: str) -> list[str]:
+    """The names of check containers of drills of `backup_id` (they mount its scratch volume);
+    other tests' drills, running in parallel, are not counted."""
+    found = []
+    for container in docker_client.containers.list(all=True, filters={"label": CHECK_LABEL}):
+        try:
+            mounts = container.attrs.get("Mounts") or []
+        except docker.errors.NotFound:
+            continue
+        if any(backup_id in (mount.get("Name") or "") for mount in mounts):
+            found.append(container.name)
+    return found
 CHECK_IMAGE = trees.HELPER_IMAGE
 
 
@@ -142,7 +156,7 @@ def test_verify_reports_a_failing_check(docker_client, small_backup):
     stored = recorded(store, record["id"])
     assert stored["verified_ok"] is False and "check" in stored["verified_reason"], stored
     assert scratch_volumes(docker_client, record["id"]) == []
-    assert docker_client.containers.list(all=True, filters={"label": CHECK_LABEL}) == []
+    assert check_containers(docker_client, record["id"]) == []
 
 
 def test_verify_passes_a_passing_check(docker_client, small_backup):
@@ -187,7 +201,7 @@ def test_verify_interrupted_removes_the_scratch_volume_and_the_check(docker_clie
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while not docker_client.containers.list(filters={"label": CHECK_LABEL}):
+        while not check_containers(docker_client, record["id"]):
             assert process.poll() is None, finish(process).stderr
             assert time.monotonic() < deadline, "the check never started"
             time.sleep(0.1)
@@ -198,7 +212,7 @@ def test_verify_interrupted_removes_the_scratch_volume_and_the_check(docker_clie
 
     assert result.returncode == 130, describe(result)
     assert scratch_volumes(docker_client, record["id"]) == []
-    assert docker_client.containers.list(all=True, filters={"label": CHECK_LABEL}) == []
+    assert check_containers(docker_client, record["id"]) == []
     assert recorded(store, record["id"])["verified_at"] is None  # an interrupted drill says nothing
 
 
@@ -212,7 +226,7 @@ def test_a_killed_verify_leaves_nothing_after_the_next_run(docker_client, small_
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while not docker_client.containers.list(filters={"label": CHECK_LABEL}):
+        while not check_containers(docker_client, record["id"]):
             assert process.poll() is None, finish(process).stderr
             assert time.monotonic() < deadline, "the check never started"
             time.sleep(0.1)
@@ -225,6 +239,6 @@ def test_a_killed_verify_leaves_nothing_after_the_next_run(docker_client, small_
 
     assert later.returncode == 0, describe(later)
     assert scratch_volumes(docker_client, record["id"]) == []
-    assert docker_client.containers.list(all=True, filters={"label": CHECK_LABEL}) == []
+    assert check_containers(docker_client, record["id"]) == []
     locks = docker_client.containers.list(all=True, filters={"label": "io.opskit.lock"})
     assert [c.name for c in locks if "opskit-verify" in c.labels["io.opskit.lock"]] == []

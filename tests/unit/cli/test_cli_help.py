@@ -142,3 +142,22 @@ def test_python_m_opskit_without_arguments_shows_help():
     assert "Usage" in result.stdout + result.stderr
     assert "volume" in result.stdout + result.stderr
     assert result.returncode in (0, 2)
+
+
+def test_with_log_json_the_final_error_is_a_json_line(tmp_path):
+    import json
+
+    result = subprocess.run(
+        [sys.executable, "-m", "opskit", "volume", "list", "--from", str(tmp_path / "missing"),
+         "--log-json"],  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OPSKIT_CONFIG": os.devnull},
+    )
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    event = json.loads(lines[0])
+    assert event["event"] == "error" and event["exit_code"] == 1
+    assert "does not exist" in event["message"]
