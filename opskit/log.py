@@ -7,7 +7,12 @@ import sys
 
 import structlog
 
-_settings = {"json": False, "verbosity": 0}
+_settings = {"json": False, "verbosity": 0, "stdout": False}
+
+
+def logs_to_stdout() -> bool:
+    """Whether logs go to stdout (the daemon: its stdout is the journal)."""
+    return bool(_settings["stdout"])
 
 
 def verbosity() -> int:
@@ -25,6 +30,7 @@ def configure_logging(verbosity: int = 0, json_logs: bool = False, to_stdout: bo
     journal). 0 = warnings, 1 = info, 2+ = debug."""
     _settings["json"] = json_logs
     _settings["verbosity"] = verbosity
+    _settings["stdout"] = to_stdout
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()

@@ -26,7 +26,7 @@ from opskit.cli import (
     volume_snapshot,
     volume_verify,
 )
-from opskit.log import configure_logging, json_enabled
+from opskit.log import configure_logging, json_enabled, logs_to_stdout
 
 log = structlog.get_logger(__name__)
 
@@ -150,8 +150,9 @@ def _fail(message: str, exit_code: int) -> NoReturn:
     # line of plain text.
     text = untrusted.printable(message)
     if json_enabled():
-        # With --log-json the error is a log event too: one JSON line, where the logs go.
+        # With JSON logs the error is a log event too: one JSON line, where the logs go.
         log.error("error", message=text, exit_code=exit_code)
-    else:
+    if not json_enabled() or logs_to_stdout():
+        # On stderr a person (or a test) reads it, whatever the journal got.
         print(f"error: {text}", file=sys.stderr)
     sys.exit(exit_code)
