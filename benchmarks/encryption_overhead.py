@@ -31,8 +31,7 @@ TARGET_RATIO = 1.10
 
 def summary(values: list[float]) -> str:
     return (
-        f"min {min(values):.2f}s  median {statistics.median(values):.2f}s  "
-        f"max {max(values):.2f}s"
+        f"min {min(values):.2f}s  median {statistics.median(values):.2f}s  max {max(values):.2f}s"
     )
 
 
@@ -53,24 +52,37 @@ def main() -> None:
     opskit = [sys.executable, "-m", "opskit"]
     made: list[str] = [name]
     times: dict[str, list[float]] = {"plain_b": [], "age_b": [], "plain_r": [], "age_r": []}
+    peak_rss: dict[str, int] = {key: 0 for key in times}
     try:
         print(f"creating volume {name} ...", file=sys.stderr)
         make_volume(client, name, arguments.scale)
         for index in range(arguments.repeat):
             for kind, extra in (("plain", []), ("age", ["--encrypt-to", recipient])):
                 store = work / f"{kind}-{index}"
-                seconds, _, _ = timed(
+                seconds, rss, _ = timed(
                     [*opskit, "volume", "backup", name, "--to", str(store), "--json", *extra]
                 )
                 times[f"{kind}_b"].append(seconds)
+                peak_rss[f"{kind}_b"] = max(peak_rss[f"{kind}_b"], rss)
                 target = f"{name}-{kind}-{index}"
                 made.append(target)
                 keys = ["--identity", str(key_file)] if kind == "age" else []
-                seconds, _, _ = timed(
-                    [*opskit, "volume", "restore", name, "--from", str(store), "--into", target,
-                     "--json", *keys]  # fmt: skip
+                seconds, rss, _ = timed(
+                    [
+                        *opskit,
+                        "volume",
+                        "restore",
+                        name,
+                        "--from",
+                        str(store),
+                        "--into",
+                        target,
+                        "--json",
+                        *keys,
+                    ]  # fmt: skip
                 )
                 times[f"{kind}_r"].append(seconds)
+                peak_rss[f"{kind}_r"] = max(peak_rss[f"{kind}_r"], rss)
                 shutil.rmtree(store)
                 client.volumes.get(target).remove()
         backup_ratio = statistics.median(times["age_b"]) / statistics.median(times["plain_b"])
@@ -79,6 +91,10 @@ def main() -> None:
         print(f"backup  age:   {summary(times['age_b'])}")
         print(f"restore plain: {summary(times['plain_r'])}")
         print(f"restore age:   {summary(times['age_r'])}")
+        print(
+            "peak RSS: "
+            + "  ".join(f"{key} {value / 1e6:.0f} MB" for key, value in peak_rss.items())
+        )
         verdict = "meets" if backup_ratio <= TARGET_RATIO else "MISSES"
         print(
             f"encryption overhead (medians of {arguments.repeat}): backup {backup_ratio:.2f}x "

@@ -214,7 +214,7 @@ class _FedReader:
     """The reader side of a bounded queue that the caller's writes fill (for `encrypt_io`)."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=DEPTH * 16)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=DEPTH)
         self._buffer = memoryview(b"")
         self._stopped = threading.Event()
         self._done = False
