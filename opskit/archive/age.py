@@ -302,10 +302,7 @@ def decrypted(stored: Readable, identities: list[object], name: str) -> ChunkRea
     in a thread. Raise (when read) `WrongKey` if no identity opens it, `ArchiveCorrupt` if it
     is truncated or tampered with."""
     if not identities:
-        raise errors.WrongKey(
-            f"{name} is encrypted with age",
-            "give the identity with --identity FILE or $OPSKIT_AGE_IDENTITY_FILE",
-        )
+        raise no_identity(name)
 
     def produce(sink: Sink) -> None:
         try:
@@ -329,6 +326,14 @@ def age_stage(recipients: list[Recipient] = (), identities: list[object] = ()) -
         ".age",
         lambda sink: EncryptingWriter(sink, list(recipients)),
         lambda readable, name: decrypted(readable, list(identities), name),
+    )
+
+
+def no_identity(name: str) -> errors.WrongKey:
+    """The error for an encrypted archive and no identity to open it."""
+    return errors.WrongKey(
+        f"{name} is encrypted with age",
+        f"give the identity with --identity FILE or ${IDENTITY_ENV}",
     )
 
 

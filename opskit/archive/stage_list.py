@@ -43,10 +43,7 @@ def check_can_decrypt(head: bytes, identities: list[object], archive: str) -> No
     opens its header (before a restore touches anything), `ArchiveCorrupt` if it is no age
     header at all."""
     if not identities:
-        raise errors.WrongKey(
-            f"{archive} is encrypted with age",
-            f"give the identity with --identity FILE or ${age.IDENTITY_ENV}",
-        )
+        raise age.no_identity(archive)
     try:
         pyrage.decrypt_io(io.BytesIO(head), _Discard(), identities)
     except pyrage.DecryptError as exc:
