@@ -27,10 +27,13 @@ say "installing opskit ($spec) into .venv"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
 
 if [ "$extras" = test ]; then
-  # The tests check interoperability with the age CLI (Debian's age) and SSH keys (ssh-keygen).
+  # The tests check interoperability with the age CLI (Debian's age) and SSH keys (ssh-keygen),
+  # and set xattrs and ACLs on test trees (attr, acl).
   missing=()
   command -v age >/dev/null 2>&1 || missing+=(age)
   command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+  command -v setfattr >/dev/null 2>&1 || missing+=(attr)
+  command -v setfacl >/dev/null 2>&1 || missing+=(acl)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} for the tests"
     export DEBIAN_FRONTEND=noninteractive

@@ -435,6 +435,7 @@ def _record(
         _remove_quietly(storage, catalog.metadata_name(record.id))
         emit(events.VerificationNotRecorded(untrusted.printable(record.id)))
         return False
+    catalog.refresh_index(storage)
     return True
 
 

@@ -20,6 +20,7 @@ import structlog
 
 from opskit import errors, untrusted
 from opskit.archive.pipeline import SUFFIXES
+from opskit.repository import index as record_index
 from opskit.storage.base import ObjectInfo, Storage, check_name
 
 log = structlog.get_logger(__name__)
@@ -109,6 +110,9 @@ class Listing(list[BackupRecord]):
     ) -> None:
         super().__init__(records)
         self.problems = list(problems)
+        self.files_read = 0  # metadata files read because the record index lacked them
+        self.index_entries: list[record_index.Entry] = []
+        self.index_was_current = False
 
 
 MAX_METADATA_BYTES = untrusted.MIB  # a record is about 1 KB; a bigger file is damaged
@@ -299,14 +303,28 @@ def list_records(storage: Storage, source: str | None = None) -> Listing:
     `MAX_METADATA_BYTES` or is not a valid record, or a valid record in a file not named
     `<id>.json` for the id it holds (it is ignored, so it cannot shadow a backup). With `source`,
     the problems are those named like its backups or claiming to be one.
+
+    Records are taken from the store's record index where it has them (see `index`), so
+    only the files it lacks are read; `listing.files_read` says how many were.
     """
     records: list[BackupRecord] = []
     problems: list[MetadataProblem] = []
+    indexed = record_index.read(storage)
+    entries: list[record_index.Entry] = []
+    files_read = 0
     for info in storage.list():
         if not info.name.endswith(METADATA_SUFFIX) or "/" in info.name:
             continue
-        entry = _read_entry(storage, info)
+        document = indexed.get(record_index.key_of(info)) if info.version else None
+        entry: BackupRecord | MetadataProblem | None = None
+        if document is not None:
+            entry = _entry_from(info, document)
+        if entry is None:
+            files_read += 1
+            entry, document = _read_entry(storage, info)
         if isinstance(entry, BackupRecord):
+            if document is not None:
+                entries.append(record_index.Entry(info, document))
             if source is None or entry.source == source:
                 entry.location = storage.location(entry.archive)
                 records.append(entry)
@@ -314,26 +332,55 @@ def list_records(storage: Storage, source: str | None = None) -> Listing:
             log.info("backup metadata passed over", problem=str(entry))
             problems.append(entry)
     records.sort(key=lambda record: (record.created, record.id))
-    return Listing(records, problems)
+    listing = Listing(records, problems)
+    listing.files_read = files_read
+    listing.index_entries = entries
+    listing.index_was_current = files_read == 0 and len(entries) == len(indexed)
+    return listing
 
 
-def _read_entry(storage: Storage, info: ObjectInfo) -> BackupRecord | MetadataProblem | None:
-    """Return the record in metadata object `info`, or the problem with it (None if it was
-    removed meanwhile)."""
+def refresh_index(storage: Storage) -> None:
+    """Bring the store's record index up to date after a record was written. Best effort: the
+    index only saves reads, so failing to write it is logged, not raised."""
     try:
-        record = parse_record(json.loads(_read_metadata(storage, info)))
-    except errors.NotFound:
+        listing = list_records(storage)
+        if not listing.index_was_current:
+            record_index.write(storage, listing.index_entries)
+    except errors.OpskitError as exc:
+        log.debug("record index not refreshed", reason=str(exc))
+
+
+def _entry_from(info: ObjectInfo, document: dict[str, Any]) -> BackupRecord | None:
+    """The record in an index entry for `info`, or None if it is not a valid one for that file
+    (then the file itself is read)."""
+    try:
+        record = parse_record(document)
+    except (ValueError, RecursionError):
         return None
+    return record if info.name == metadata_name(record.id) else None
+
+
+def _read_entry(
+    storage: Storage, info: ObjectInfo
+) -> tuple[BackupRecord | MetadataProblem | None, dict[str, Any] | None]:
+    """Return the record in metadata object `info`, or the problem with it (None if it was
+    removed meanwhile), and the document it was parsed from."""
+    document = None
+    try:
+        document = json.loads(_read_metadata(storage, info))
+        record = parse_record(document)
+    except errors.NotFound:
+        return None, None
     except errors.StorageError as exc:
-        return MetadataProblem(info.name, f"cannot be read ({exc})")
+        return MetadataProblem(info.name, f"cannot be read ({exc})"), None
     except RecursionError:
-        return MetadataProblem(info.name, "nested too deeply")
+        return MetadataProblem(info.name, "nested too deeply"), None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        return MetadataProblem(info.name, untrusted.printable(str(exc)))
+        return MetadataProblem(info.name, untrusted.printable(str(exc))), None
     if info.name != metadata_name(record.id):
         reason = f"holds backup {record.id}, whose file is {metadata_name(record.id)}"
-        return MetadataProblem(info.name, reason, claimed_source=record.source)
-    return record
+        return MetadataProblem(info.name, reason, claimed_source=record.source), None
+    return record, document
 
 
 def _concerns(problem: MetadataProblem, source: str | None) -> bool:

@@ -20,10 +20,13 @@ from typing import BinaryIO
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """One stored object: its name relative to the store's root, and its size in bytes."""
+    """One stored object: its name relative to the store's root, its size in bytes, and a
+    `version` that changes whenever its content is replaced (S3's ETag; a local file's inode and
+    mtime), or "" where the store cannot tell."""
 
     name: str
     size: int
+    version: str = ""
 
 
 class ObjectWriter(abc.ABC):

@@ -204,7 +204,7 @@ class LocalStorage(Storage):
                 raise classify_os_error(exc, f"reading {path}") from exc
         if not stat.S_ISREG(status.st_mode):
             raise _refused(f"reading {path}")
-        return ObjectInfo(name=name, size=status.st_size)
+        return ObjectInfo(name=name, size=status.st_size, version=_version(status))
 
     @contextlib.contextmanager
     def _parent_directory(self, name: str, doing: str = "reading") -> Iterator[tuple[int, str]]:
@@ -243,10 +243,10 @@ class LocalStorage(Storage):
                     name = file_name if relative == "." else f"{relative}/{file_name}"
                     if name.startswith(prefix):
                         try:
-                            size = os.lstat(os.path.join(directory, file_name)).st_size
+                            status = os.lstat(os.path.join(directory, file_name))
                         except FileNotFoundError:
                             continue  # removed while we listed
-                        found.append(ObjectInfo(name=name, size=size))
+                        found.append(ObjectInfo(name, status.st_size, _version(status)))
         except OSError as exc:
             raise classify_os_error(exc, f"listing {self.root}") from exc
         yield from sorted(found, key=lambda info: info.name)
@@ -297,3 +297,9 @@ class LocalStorage(Storage):
                         log.info("removed a partial file of a killed run", path=path)
                     except OSError as exc:
                         log.debug("could not remove a partial file", path=path, error=str(exc))
+
+
+def _version(status: os.stat_result) -> str:
+    """A file's content version: objects are replaced by renaming a new file over them, so a
+    replaced object has a new inode (and mtime)."""
+    return f"{status.st_ino:x}-{status.st_mtime_ns:x}"

@@ -205,6 +205,7 @@ def write_backup(
     record.location = storage.location(archive_name)
     emit(events.BackupWritten(backup_id, labels.source.describe(), digest.size,
                               round(time.monotonic() - started, 3), record.location))  # fmt: skip
+    catalog.refresh_index(storage)
     return record
 
 

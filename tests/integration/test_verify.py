@@ -42,6 +42,8 @@ def check_containers(docker_client, backup_id: str) -> list[str]:
         if any(backup_id in (mount.get("Name") or "") for mount in mounts):
             found.append(container.name)
     return found
+
+
 CHECK_IMAGE = trees.HELPER_IMAGE
 
 

@@ -257,7 +257,7 @@ class S3Storage(Storage):
         response = self._call(
             "reading", key, lambda: self.client.head_object(Bucket=self.bucket, Key=key)
         )
-        return ObjectInfo(name=name, size=int(response["ContentLength"]))
+        return ObjectInfo(name, int(response["ContentLength"]), response.get("ETag", ""))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         root = self._key_prefix()
@@ -269,7 +269,7 @@ class S3Storage(Storage):
                 for entry in page.get("Contents", []):
                     name = entry["Key"][len(root) :]
                     if _is_valid_name(name) and not name.startswith(STAGING_DIRECTORY + "/"):
-                        found.append(ObjectInfo(name=name, size=int(entry["Size"])))
+                        found.append(ObjectInfo(name, int(entry["Size"]), entry.get("ETag", "")))
 
         self._call("listing", self.prefix or None, collect)
         yield from sorted(found, key=lambda info: info.name)

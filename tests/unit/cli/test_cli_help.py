@@ -148,8 +148,16 @@ def test_with_log_json_the_final_error_is_a_json_line(tmp_path):
     import json
 
     result = subprocess.run(
-        [sys.executable, "-m", "opskit", "volume", "list", "--from", str(tmp_path / "missing"),
-         "--log-json"],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "opskit",
+            "volume",
+            "list",
+            "--from",
+            str(tmp_path / "missing"),
+            "--log-json",
+        ],  # fmt: skip
         capture_output=True,
         text=True,
         env={**os.environ, "OPSKIT_CONFIG": os.devnull},

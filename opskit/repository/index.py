@@ -1,0 +1,97 @@
+"""The record index: one object in the store holding a copy of every backup record, so that
+listing a store reads two objects (the listing and the index), not one per backup.
+
+The metadata files stay the truth; the index only saves reading them. Each entry is keyed by
+its metadata object's name, size and version (S3's ETag, a local file's inode and mtime) as the
+store lists them. An entry whose key the store no longer lists is ignored and that file read as
+before, and every record taken from the index passes the same checks as one read from its file.
+So a stale, lost, damaged or forged index costs reads, never a wrong listing: someone who can
+write the index can write the metadata files too.
+
+Writers refresh it after their record is written. Two writers at once may each miss the
+other's record; the next reader then reads that one file, and the next writer adds it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from opskit import errors, untrusted
+from opskit.storage.base import ObjectInfo, Storage
+
+log = structlog.get_logger(__name__)
+
+INDEX_NAME = "index/records.json"
+INDEX_FORMAT = 1
+MAX_INDEX_BYTES = 64 * untrusted.MIB  # about 60,000 records; a bigger index is ignored
+
+Key = tuple[str, int, str]  # (metadata object name, size, version)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A metadata object as listed, and the record document it held when read."""
+
+    info: ObjectInfo
+    document: dict[str, Any]
+
+    @property
+    def key(self) -> Key:
+        return key_of(self.info)
+
+
+def key_of(info: ObjectInfo) -> Key:
+    return (info.name, info.size, info.version)
+
+
+def read(storage: Storage) -> dict[Key, dict[str, Any]]:
+    """Return the stored index's documents by key; empty if there is none or it is unusable."""
+    try:
+        info = storage.stat(INDEX_NAME)
+        if info.size > MAX_INDEX_BYTES:
+            raise ValueError(f"larger than {untrusted.describe_size(MAX_INDEX_BYTES)}")
+        data = json.loads(storage.read_bytes(INDEX_NAME))
+        return _parse(data)
+    except errors.NotFound:
+        return {}
+    except (errors.StorageError, ValueError, RecursionError) as exc:
+        log.debug("record index passed over", reason=untrusted.printable(str(exc)))
+        return {}
+
+
+def _parse(data: object) -> dict[Key, dict[str, Any]]:
+    if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
+        raise ValueError("not an index of this format")
+    entries = data.get("entries")
+    if not isinstance(entries, list):
+        raise ValueError("entries is not a list")
+    found: dict[Key, dict[str, Any]] = {}
+    for item in entries:
+        if not isinstance(item, dict):
+            continue
+        name, size, version = item.get("name"), item.get("size"), item.get("version")
+        document = item.get("record")
+        if (
+            isinstance(name, str)
+            and isinstance(size, int)
+            and isinstance(version, str)
+            and version
+            and isinstance(document, dict)
+        ):
+            found[(name, size, version)] = document
+    return found
+
+
+def write(storage: Storage, entries: list[Entry]) -> None:
+    """Replace the stored index with `entries` (those whose store gives versions)."""
+    items = [
+        {"name": e.info.name, "size": e.info.size, "version": e.info.version, "record": e.document}
+        for e in entries
+        if e.info.version
+    ]
+    text = json.dumps({"format": INDEX_FORMAT, "entries": items}, separators=(",", ":"))
+    storage.write_bytes(INDEX_NAME, text.encode())
