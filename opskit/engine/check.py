@@ -13,7 +13,7 @@ import structlog
 
 from opskit import errors
 from opskit.engine import orphans
-from opskit.engine.client import Engine, translated_errors
+from opskit.engine.client import Engine, create_container, translated_errors
 from opskit.engine.volumes import HELPER_LABEL
 from opskit.process_owner import owner_label
 
@@ -58,18 +58,21 @@ def run_check(
     require_image(engine, image)
     container_id: str | None = None
     try:
-        with translated_errors(f"starting the check container ({image})"):
-            container = engine.client.containers.create(
-                image,
-                command=command,
-                mounts=[docker.types.Mount(target=mount_point, source=volume, type="volume")],
-                # The helper label too: a check left by a killed opskit is removed by the next run.
-                labels={CHECK_LABEL: "1", HELPER_LABEL: "1", orphans.OWNER_LABEL: owner_label()},
-                network_mode="none",
-                user=user or "",
-                detach=True,
-            )
-            container_id = container.id
+        what = f"starting the check container ({image})"
+        container_id = create_container(
+            engine,
+            what,
+            image,
+            command=command,
+            mounts=[docker.types.Mount(target=mount_point, source=volume, type="volume")],
+            # The helper label too: a check left by a killed opskit is removed by the next run.
+            labels={CHECK_LABEL: "1", HELPER_LABEL: "1", orphans.OWNER_LABEL: owner_label()},
+            network_mode="none",
+            user=user or "",
+            detach=True,
+        )
+        with translated_errors(what):
+            container = engine.client.containers.get(container_id)
             container.start()
         log.info("check.started", image=image, command=command, volume=volume)
         exit_code: int | None = None

@@ -16,7 +16,7 @@ import docker.errors
 import requests.exceptions
 import structlog
 
-from opskit import errors
+from opskit import errors, signals
 
 log = structlog.get_logger(__name__)
 
@@ -96,3 +96,20 @@ def translated_errors(what: str) -> Iterator[None]:
 def _explanation(exc: docker.errors.APIError | docker.errors.DockerException) -> str:
     explanation = getattr(exc, "explanation", None)
     return str(explanation or exc).strip().splitlines()[0]
+
+
+def create_container(engine: Engine, what: str, image: str, **settings: object) -> str:
+    """Create a container (docker-py's `containers.create` settings); return its id.
+
+    Signals are held while the engine creates it: an interrupt between the engine's create and
+    our knowing the id would leak the container (a SIGTERM right after a daemon's job started
+    did). One that arrived meanwhile removes the new container, then raises `Interrupted`.
+    """
+    container_id: str | None = None
+    with signals.deferred(reraise=False) as caught, translated_errors(what):
+        container_id = str(engine.client.containers.create(image, **settings).id)
+    if caught.signal_name is not None:
+        with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+            engine.client.api.remove_container(container_id, force=True)
+        raise errors.Interrupted(caught.signal_name)
+    return container_id

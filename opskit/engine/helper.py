@@ -19,7 +19,7 @@ import structlog
 
 from opskit import errors
 from opskit.engine import orphans, tar_flavour
-from opskit.engine.client import Engine, translated_errors
+from opskit.engine.client import Engine, create_container, translated_errors
 from opskit.engine.volumes import HELPER_LABEL, DataSource
 from opskit.process_owner import owner_label
 
@@ -218,28 +218,31 @@ def helper_session(
     """Start a helper container mounting `data`; yield a session; always remove the container."""
     ensure_image(engine, image)
     mounts = [data_mount(data, mount_point, read_only), *(extra_mounts or [])]
-    container = None
+    container_id: str | None = None
+    what = f"starting a helper container for {data.describe()}"
     try:
         try:
-            with translated_errors(f"starting a helper container for {data.describe()}"):
-                container = engine.client.containers.create(
-                    image,
-                    entrypoint=IDLE_COMMAND,
-                    command=[],
-                    mounts=mounts,
-                    labels={HELPER_LABEL: "1", orphans.OWNER_LABEL: owner_label()},
-                    network_mode="none",
-                    user="0:0",
-                    detach=True,
-                )
-                container.start()
+            container_id = create_container(
+                engine,
+                what,
+                image,
+                entrypoint=IDLE_COMMAND,
+                command=[],
+                mounts=mounts,
+                labels={HELPER_LABEL: "1", orphans.OWNER_LABEL: owner_label()},
+                network_mode="none",
+                user="0:0",
+                detach=True,
+            )
+            with translated_errors(what):
+                engine.client.api.start(container_id)
         except errors.EngineError as exc:
             raise _explain_start_failure(exc, data) from exc
-        log.debug("helper.started", container=container.short_id, data=data.describe())
-        yield HelperSession(engine, container.id, mount_point)
+        log.debug("helper.started", container=container_id[:12], data=data.describe())
+        yield HelperSession(engine, container_id, mount_point)
     finally:
-        if container is not None:
-            _remove(engine, container.id)
+        if container_id is not None:
+            _remove(engine, container_id)
 
 
 def _explain_start_failure(exc: errors.EngineError, data: DataSource) -> errors.OpskitError:

@@ -275,6 +275,9 @@ def assert_store_is_whole(store: Path) -> list[dict[str, Any]]:
     metadata file's archive exists with the recorded size, every archive has its metadata.
     Return the records."""
     names = sorted(os.listdir(store)) if store.is_dir() else []
+    if "index" in names:  # the record index: one file, and only copies of listed records
+        assert os.listdir(store / "index") == ["records.json"], os.listdir(store / "index")
+        names.remove("index")
     hidden = [name for name in names if name.startswith(".")]
     assert not hidden, f"temporary files left in the store: {hidden}"
     records = stored_records(store)

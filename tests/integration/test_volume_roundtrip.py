@@ -345,8 +345,9 @@ def test_metadata_file_beside_the_archive(docker_client, resources, unique_name,
     archive = Path(record["location"])
     metadata_path = store / f"{record['id']}.json"
     assert sorted(path.name for path in store.iterdir()) == sorted(
-        [archive.name, metadata_path.name]
+        [archive.name, metadata_path.name, "index"]
     )
+    assert [path.name for path in (store / "index").iterdir()] == ["records.json"]
     metadata = json.loads(metadata_path.read_text())
     assert metadata["source"] == volume
     assert metadata["kind"] == "volume"
