@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from opskit.actions.context import RunContext
 from opskit.engine import helper, lock, volumes
+from opskit.engine.stop_marks import RESTORE
 from opskit.volume_ops import staging
 from opskit.volume_ops.users import containers_stopped, used_by_others
 
@@ -44,7 +45,9 @@ def run_recover(request: RecoverRequest, context: RunContext) -> RecoverResult:
     with lock.held(engine, target, "recover", image, request.wait_seconds, context.emit):
         users = used_by_others(engine, target)  # raises if another opskit's helper does
         with (
-            containers_stopped(engine, users if request.stop_containers else [], context.emit),
+            containers_stopped(
+                engine, users if request.stop_containers else [], context.emit, RESTORE
+            ),
             helper.helper_session(
                 engine, image, target, staging.TARGET_MOUNT_POINT, read_only=False
             ) as session,

@@ -26,6 +26,7 @@ from opskit.actions.context import RunContext
 from opskit.archive import age
 from opskit.archive.pipeline import ProgressCallback
 from opskit.engine import client, helper, lock, transfer, volumes
+from opskit.engine.stop_marks import RESTORE
 from opskit.repository import catalog
 from opskit.storage.base import Storage
 from opskit.volume_ops import journal, staging
@@ -170,7 +171,7 @@ def _restore_into(
             stopped: list[volumes.ContainerRef] | None = None
             if users and journal.journal_present(session, staging.TARGET_MOUNT_POINT, "target"):
                 # Finishing a killed restore moves entries: never under a running app.
-                stopped = stack.enter_context(containers_stopped(engine, users, emit))
+                stopped = stack.enter_context(containers_stopped(engine, users, emit, RESTORE))
             recovered = staging.recover(session, target.describe())
             if recovered:
                 emit(events.RestoreRecovered(recovered))
@@ -183,7 +184,7 @@ def _restore_into(
                     "pre-restore backup), or restore --into a new volume",
                 )
             if stopped is None:
-                stopped = stack.enter_context(containers_stopped(engine, users, emit))
+                stopped = stack.enter_context(containers_stopped(engine, users, emit, RESTORE))
             safety = _save_current_contents(session, data_path, storage, target, emit,
                                             safety_recipients) if (
                 has_data

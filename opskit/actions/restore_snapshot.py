@@ -21,6 +21,7 @@ from opskit import errors, untrusted
 from opskit.actions.context import RunContext
 from opskit.actions.restore import RestoreRequest, RestoreResult, run_restore
 from opskit.engine import client, helper, lock, volumes
+from opskit.engine.stop_marks import RESTORE
 from opskit.repository import catalog, snapshots
 from opskit.storage.base import Storage
 from opskit.volume_ops import staging
@@ -91,7 +92,7 @@ def _restore_members(
     users: list[volumes.ContainerRef],
     restored: list[RestoreResult],
 ) -> list[str]:
-    with containers_stopped(engine, users, context.emit) as stopped:
+    with containers_stopped(engine, users, context.emit, RESTORE) as stopped:
         for member in record.members:
             try:
                 restored.append(run_restore(_member_request(request, member), context))

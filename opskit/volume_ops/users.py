@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 from opskit import errors, events, signals
-from opskit.engine import orphans, volumes
+from opskit.engine import orphans, stop_marks, volumes
 from opskit.engine.client import Engine
 
 
@@ -16,6 +16,7 @@ def used_by_others(engine: Engine, data: volumes.DataSource) -> list[volumes.Con
     Raise `TargetInUse` if another opskit operation's helper is using it right now.
     """
     orphans.remove_orphaned_helpers(engine)
+    stop_marks.restart_orphaned(engine)
     users = volumes.running_users(engine, data)
     if any(user.is_opskit_helper for user in users):
         raise errors.TargetInUse(
@@ -27,16 +28,23 @@ def used_by_others(engine: Engine, data: volumes.DataSource) -> list[volumes.Con
 
 @contextlib.contextmanager
 def containers_stopped(
-    engine: Engine, containers: list[volumes.ContainerRef], emit: events.EventSink
+    engine: Engine,
+    containers: list[volumes.ContainerRef],
+    emit: events.EventSink,
+    stopped_for: str = stop_marks.BACKUP,
 ) -> Iterator[list[volumes.ContainerRef]]:
     """Stop `containers` for the block; start them again afterwards, even on failure or
-    Ctrl-C (an interrupt during the restarts waits for them), except after a failed swap."""
+    Ctrl-C (an interrupt during the restarts waits for them), except after a failed swap.
+    Each is marked first (stop_marks.py), so that a SIGKILL before the restart does not leave
+    it down for good: `stopped_for` says whether the next run may start it ("backup")."""
     stopped: list[volumes.ContainerRef] = []
+    marks: list[str] = []
     failed: list[str] = []
     try:
         if containers:
             emit(events.ContainersStopping(tuple(ref.name for ref in containers)))
         for ref in containers:
+            marks.append(stop_marks.mark(engine, ref.id, ref.name, stopped_for))
             stopped.append(ref)  # first: an interrupt during the stop still restarts it
             volumes.stop_container(engine, ref)
         yield stopped
@@ -45,11 +53,14 @@ def containers_stopped(
         if stopped:
             emit(events.ContainersLeftStopped(tuple(ref.name for ref in stopped)))
             stopped = []
+        marks = []  # left stopped on purpose: the marks name them to the next run
         raise
     finally:
         if stopped:
             with signals.deferred():
                 failed = volumes.start_containers(engine, stopped)
+                for mark in marks:
+                    stop_marks.unmark(engine, mark)
             started = [ref.name for ref in reversed(stopped) if ref.name not in failed]
             if started:
                 emit(events.ContainersStarted(tuple(started)))
