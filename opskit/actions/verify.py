@@ -399,7 +399,7 @@ def _remove_scratch_once(engine: client.Engine, scratch: str) -> None:
     except errors.NotFound:
         pass
     except errors.OpskitError as exc:
-        log.error("verify.scratch_not_removed", volume=scratch, error=str(exc))
+        client.cleanup_failed(log, "verify.scratch_not_removed", exc, volume=scratch)
 
 
 def _passed_reason(verification: BackupVerification) -> str:

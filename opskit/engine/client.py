@@ -113,3 +113,18 @@ def create_container(engine: Engine, what: str, image: str, **settings: object) 
             engine.client.api.remove_container(container_id, force=True)
         raise errors.Interrupted(caught.signal_name)
     return container_id
+
+
+def engine_lost(exc: BaseException) -> bool:
+    """Whether `exc` says the engine stopped answering. Cleanup that fails for this reason is
+    logged at debug level only: the run's own error already says the engine was lost, and the
+    next run removes what is left (orphans.py)."""
+    if isinstance(exc, errors.EngineUnreachable | requests.exceptions.ConnectionError):
+        return True
+    return isinstance(exc, docker.errors.DockerException) and "Connection" in str(exc)
+
+
+def cleanup_failed(logger: structlog.typing.FilteringBoundLogger, event: str, exc: BaseException,
+                   **fields: object) -> None:  # fmt: skip
+    """Log a failed cleanup step: an error, or debug if the engine was lost (`engine_lost`)."""
+    (logger.debug if engine_lost(exc) else logger.error)(event, error=str(exc), **fields)

@@ -19,7 +19,7 @@ import structlog
 
 from opskit import errors
 from opskit.engine import orphans, tar_flavour
-from opskit.engine.client import Engine, create_container, translated_errors
+from opskit.engine.client import Engine, cleanup_failed, create_container, translated_errors
 from opskit.engine.volumes import HELPER_LABEL, DataSource
 from opskit.process_owner import owner_label
 
@@ -232,6 +232,8 @@ def helper_session(
                 labels={HELPER_LABEL: "1", orphans.OWNER_LABEL: owner_label()},
                 network_mode="none",
                 user="0:0",
+                # Its `sleep` ignores SIGTERM: an engine stopping would wait 10 s per helper.
+                stop_signal="SIGKILL",
                 detach=True,
             )
             with translated_errors(what):
@@ -280,4 +282,4 @@ def _remove_once(engine: Engine, container_id: str) -> None:
     except docker.errors.NotFound:
         pass
     except (docker.errors.DockerException, OSError) as exc:
-        log.error("helper.remove_failed", container=container_id[:12], error=str(exc))
+        cleanup_failed(log, "helper.remove_failed", exc, container=container_id[:12])

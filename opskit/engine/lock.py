@@ -23,7 +23,7 @@ import docker.errors
 import structlog
 
 from opskit import errors, events, signals
-from opskit.engine.client import Engine, translated_errors
+from opskit.engine.client import Engine, cleanup_failed, translated_errors
 from opskit.engine.helper import ensure_image
 from opskit.engine.orphans import LOCK_LABEL, OWNER_LABEL
 from opskit.engine.volumes import DataSource
@@ -206,4 +206,4 @@ def _remove(engine: Engine, container_id: str) -> None:
         pass
     except (docker.errors.DockerException, OSError) as exc:
         # The engine is gone: the lock stays, and the next run sees that its owner is dead.
-        log.error("lock.release_failed", container=container_id[:12], error=str(exc))
+        cleanup_failed(log, "lock.release_failed", exc, container=container_id[:12])

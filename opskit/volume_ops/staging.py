@@ -27,6 +27,7 @@ from opskit.archive.pipeline import (
 from opskit.archive.tar_root import TarWatcher
 from opskit.archive.threads import ReadAhead
 from opskit.engine import helper, tar_flavour, transfer
+from opskit.engine.client import cleanup_failed
 from opskit.repository import catalog
 from opskit.storage.base import Storage
 from opskit.volume_ops import journal
@@ -235,7 +236,7 @@ def _roll_back(session: helper.HelperSession, planned: Journal) -> bool:
         journal.remove_journal(session, TARGET_MOUNT_POINT)
         return True
     except (errors.OpskitError, errors.Interrupted) as exc:
-        log.error("restore.rollback_failed", staging=planned.staging, error=str(exc))
+        cleanup_failed(log, "restore.rollback_failed", exc, staging=planned.staging)
         return False
 
 

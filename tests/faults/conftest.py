@@ -10,16 +10,16 @@ from tests.integration import trees
 from tests.integration.opskit_cli import backup
 
 # Top-level entries make the swap's moves take long enough to be struck mid-way.
-MANY_ENTRIES = "seq 1 3000 | sed 's/^/entry-/' | xargs touch"
+MANY_ENTRIES = "seq 1 1000 | sed 's/^/entry-/' | xargs touch"
 
 
 @pytest.fixture(scope="module")
 def source(docker_client):
-    """48 MiB of random data in 4 files, 3000 top-level entries and a few small files."""
+    """24 MiB of random data in 2 files, 1000 top-level entries and a small file."""
     name = f"opskit-test-faults-{uuid.uuid4().hex[:10]}"
     docker_client.volumes.create(name)
     try:
-        trees.populate_random(docker_client, name, megabytes=48, files=4)
+        trees.populate_random(docker_client, name, megabytes=24, files=2)
         trees.run_in_tree(docker_client, name, f"set -e; {MANY_ENTRIES}; echo v2 > README")
         yield name
     finally:
@@ -39,10 +39,11 @@ def stored(source, tmp_path_factory, docker_client):
 
 @pytest.fixture
 def old_target(docker_client, resources, unique_name):
-    """A target with contents of its own: 20,000 files (so deleting them takes a while)."""
+    """A target with contents of its own (a file and 200 more in a directory); returns it and
+    its tree."""
     target = resources.volume(f"{unique_name}-target")
     trees.run_in_tree(
         docker_client, target, "set -e; echo old > old-only.txt; mkdir many; cd many; "
-        "seq 1 20000 | xargs touch"
+        "seq 1 200 | xargs touch"
     )  # fmt: skip
     return target, trees.snapshot(docker_client, target)

@@ -17,6 +17,10 @@ from opskit.storage.s3.failures import Where, classify_error
 
 log = structlog.get_logger(__name__)
 
+# Answers to an UploadPart without the part's ETag tolerated before giving up (each request is
+# retried by botocore as well for errors it recognises).
+PART_ANSWER_ATTEMPTS = 3
+
 
 class MultipartUpload:
     """Parts may be uploaded from several threads at once; the rest is the producer's."""
@@ -57,23 +61,41 @@ class MultipartUpload:
         self.upload_id = response["UploadId"]
         self._creating = False
         log.debug("multipart upload started", key=self.key, upload_id=self.upload_id)
+        if response.get("ResponseMetadata", {}).get("RetryAttempts"):
+            # A retried create may have started an upload whose answer was lost (a connection
+            # reset after S3 acted): nothing would ever abort it, and its parts stay billed.
+            self._abort_unknown_uploads(keep=self.upload_id)
 
     def upload_part(self, part_number: int, view: memoryview) -> None:
-        """Upload `view` as part `part_number`, with its SHA-256 for S3 to check."""
+        """Upload `view` as part `part_number`, with its SHA-256 for S3 to check.
+
+        An answer without the part's ETag (its headers lost to a broken connection after the
+        status line, which the HTTP client takes as complete) is no answer: the part is sent
+        again, up to PART_ANSWER_ATTEMPTS times in all.
+        """
         checksum = sha256_base64(view)
-        response = self._call(
-            "uploading",
-            lambda: self.client.upload_part(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=part_number,
-                Body=PartBody(view),
-                ContentLength=len(view),
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=checksum,
-            ),
-        )
+        for _ in range(PART_ANSWER_ATTEMPTS):
+            response = self._call(
+                "uploading",
+                lambda: self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    PartNumber=part_number,
+                    Body=PartBody(view),
+                    ContentLength=len(view),
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=checksum,
+                ),
+            )
+            if response.get("ETag"):
+                break
+            log.info("S3 answered a part without its ETag", key=self.key, part=part_number)
+        else:
+            raise errors.StorageError(
+                f"S3 answered part {part_number} of {self.where.target} without its ETag "
+                f"{PART_ANSWER_ATTEMPTS} times (a broken connection or proxy?)"
+            )
         returned = response.get("ChecksumSHA256")
         if returned is not None and returned != checksum:
             raise errors.ChecksumMismatch(
@@ -168,38 +190,38 @@ class MultipartUpload:
         except errors.OpskitError as exc:
             log.warning("could not remove a staging object", key=self.key, error=str(exc))
 
-    def _abort_unknown_uploads(self) -> None:
-        """Abort the uploads of our key that S3 may have created while the answer to our
-        CreateMultipartUpload was lost to an interrupt (object names of backups are unique)."""
+    def _abort_unknown_uploads(self, keep: str | None = None) -> None:
+        """Abort the uploads of our key, but `keep`, that S3 may have created while the answer
+        to our CreateMultipartUpload was lost (to an interrupt, or to a broken connection before
+        a retry). Object names of backups and staging objects are unique to their writer."""
         try:
             response = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.key)
         except Exception as exc:  # noqa: BLE001 - reported, the original error wins
             self._warn_abort_failed(exc)
             return
         for upload in response.get("Uploads", []):
-            if upload["Key"] == self.key:
-                self.upload_id = upload["UploadId"]
-                self._abort()
+            if upload["Key"] == self.key and upload["UploadId"] != keep:
+                self._abort(upload["UploadId"])
 
-    def _abort(self) -> None:
+    def _abort(self, upload_id: str | None = None) -> None:
+        """Abort upload `upload_id` (default: ours); log a warning if that fails."""
+        upload_id = upload_id or self.upload_id
         try:
-            self.client.abort_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
-            )
-            log.info("multipart upload aborted", key=self.key, upload_id=self.upload_id)
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
+            log.info("multipart upload aborted", key=self.key, upload_id=upload_id)
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
                 return
-            self._warn_abort_failed(exc)
+            self._warn_abort_failed(exc, upload_id)
         except Exception as exc:  # noqa: BLE001 - reported, the original error wins
-            self._warn_abort_failed(exc)
+            self._warn_abort_failed(exc, upload_id)
 
-    def _warn_abort_failed(self, exc: BaseException) -> None:
+    def _warn_abort_failed(self, exc: BaseException, upload_id: str | None = None) -> None:
         log.warning(
             "could not abort the multipart upload; its parts stay billed until a lifecycle "
             "rule (AbortIncompleteMultipartUpload) removes them",
             key=self.key,
             bucket=self.bucket,
-            upload_id=self.upload_id,
+            upload_id=upload_id or self.upload_id,
             error=str(classify_error(exc, self.where)),
         )
