@@ -67,6 +67,7 @@ _KEPT_PAX_KEYS = frozenset(
 _DIGITS = re.compile(rb" *([0-7]+)[ \x00]*")
 _HIGH_BYTES = bytes(range(0x80, 0x100))
 _DECIMAL = re.compile(r"[0-9]+")
+_MAX_PAX_NUMBER = (1 << 63) - 1
 # Old GNU sparse headers: "another sparse block follows" flags.
 _SPARSE_EXTENDED_AT = 482
 _SPARSE_EXTENSION_EXTENDED_AT = 504
@@ -136,6 +137,7 @@ class TarWatcher:
         self._after_end = 0  # bytes passed since the end marker began
         # Paths (normalised) of the symlinks the archive created, and their names as written.
         self._symlinks: dict[str, str] = {}
+        self._symlink_lengths: set[int] = set()  # of the keys of `_symlinks`
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self.chunks:
@@ -302,7 +304,7 @@ class TarWatcher:
             self._check_hardlink(shown, names, _candidate_links(block, pax, long_link))
         elif kind == tarfile.SYMTYPE:
             for name in names:
-                self._symlinks[_normalised(name)] = name
+                self._add_symlink(name)
         mode = _strict_number(block[100:108], allow_base256=False, empty=0)
         uid = _pax_number(pax, "uid", _strict_number(block[108:116], True, empty=0))
         gid = _pax_number(pax, "gid", _strict_number(block[116:124], True, empty=0))
@@ -321,9 +323,9 @@ class TarWatcher:
     def _entry_size(self, shown: str, pax: dict[str, str], header_size: int) -> int:
         if "size" not in pax:
             return header_size
-        if not _DECIMAL.fullmatch(pax["size"]):
+        size = _pax_decimal(pax["size"])
+        if size is None:
             self._corrupt(f"entry {_shown(shown)} has an unreadable PAX size")
-        size = int(pax["size"])
         if size != header_size and not self.extractor_reads_pax_size:
             self._unsafe(
                 shown,
@@ -349,16 +351,13 @@ class TarWatcher:
         if parts[0] in self.reserved_names:
             self._unsafe(shown, "its name is reserved for opskit's own use")
         if self._symlinks:
-            prefix = ""
-            for part in parts[:-1]:
-                prefix = f"{prefix}/{part}" if prefix else part
-                if prefix in self._symlinks:
-                    self._unsafe(
-                        shown,
-                        f"it goes through the symlink {_shown(self._symlinks[prefix])} "
-                        "that the archive itself created",
-                    )
             whole = "/".join(parts)
+            for prefix in self._symlinks_above(whole):
+                self._unsafe(
+                    shown,
+                    f"it goes through the symlink {_shown(self._symlinks[prefix])} "
+                    "that the archive itself created",
+                )
             if whole in self._symlinks:
                 self._unsafe(
                     shown,
@@ -377,19 +376,32 @@ class TarWatcher:
                 self._unsafe(shown, f"it is a hardlink out of the target, to {_shown(link)}")
             if not parts:
                 self._unsafe(shown, "it is a hardlink to the target's root directory")
-            prefix = ""
-            for part in parts:
-                prefix = f"{prefix}/{part}" if prefix else part
-                if prefix in self._symlinks and prefix != "/".join(parts):
-                    self._unsafe(
-                        shown,
-                        f"it is a hardlink through the symlink {_shown(self._symlinks[prefix])} "
-                        "that the archive itself created",
-                    )
-            if "/".join(parts) in self._symlinks:
+            whole = "/".join(parts)
+            for prefix in self._symlinks_above(whole):
+                self._unsafe(
+                    shown,
+                    f"it is a hardlink through the symlink {_shown(self._symlinks[prefix])} "
+                    "that the archive itself created",
+                )
+            if whole in self._symlinks:
                 # A hardlink to a symlink is that symlink under another name.
                 for name in names:
-                    self._symlinks[_normalised(name)] = name
+                    self._add_symlink(name)
+
+    def _add_symlink(self, name: str) -> None:
+        normalised = _normalised(name)
+        self._symlinks[normalised] = name
+        self._symlink_lengths.add(len(normalised))
+
+    def _symlinks_above(self, whole: str) -> Iterator[str]:
+        """The archive's symlinks that are directories above the normalised path `whole`,
+        nearest the root first. Only the prefixes as long as some symlink are cut out, so a
+        name of a million components takes linear time, not quadratic."""
+        slash = whole.find("/")
+        while slash >= 0:
+            if slash in self._symlink_lengths and whole[:slash] in self._symlinks:
+                yield whole[:slash]
+            slash = whole.find("/", slash + 1)
 
     def _note(self, shown: str, kind: bytes, mode: int, uid: int, gid: int) -> None:
         """Remember what the restore applies itself, and what it reports."""
@@ -479,8 +491,20 @@ def _strict_number(field: bytes, allow_base256: bool, empty: int | None = None) 
 def _pax_number(pax: dict[str, str], key: str, default: int | None) -> int | None:
     if key not in pax:
         return default
-    value = pax[key]
-    return int(value) if _DECIMAL.fullmatch(value) else None
+    return _pax_decimal(pax[key])
+
+
+def _pax_decimal(value: str) -> int | None:
+    """A PAX record's decimal number, or None if it is no number or larger than the engine's
+    Go `strconv.ParseInt(value, 10, 64)` reads (which also keeps `int()` from refusing a
+    value of thousands of digits with a ValueError)."""
+    if not _DECIMAL.fullmatch(value):
+        return None
+    digits = value.lstrip("0") or "0"
+    if len(digits) > len(str(_MAX_PAX_NUMBER)):
+        return None
+    number = int(digits)
+    return number if number <= _MAX_PAX_NUMBER else None
 
 
 def _parts(name: str) -> list[str]:

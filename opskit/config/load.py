@@ -19,12 +19,37 @@ MAX_CONFIG_BYTES = untrusted.MIB
 # Values in the config once aliases are expanded: generous for any real config, small enough
 # that an alias bomb fails at once instead of filling the memory.
 MAX_CONFIG_NODES = 100_000
+# Problems an error message lists (a wrong file can have a hundred thousand); then a count.
+MAX_PROBLEMS_SHOWN = 100
 
 # Searched in order when neither --config nor OPSKIT_CONFIG names a file.
 DEFAULT_CONFIG_PATHS = (
     Path("/etc/opskit/opskit.yaml"),
     Path.home() / ".config" / "opskit" / "opskit.yaml",
 )
+
+
+class _ConfigLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """PyYAML's safe loader, with what its constructors let escape for a bad value (`!!int x`,
+    `2020-13-01`, `!!timestamp` of junk, an integer of thousands of digits: ValueError,
+    KeyError, IndexError, AttributeError) turned into a YAML error at the value's line."""
+
+    def construct_object(self, node: yaml.nodes.Node, deep: bool = False) -> typing.Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, LookupError, AttributeError, TypeError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, _unreadable_value(node), node.start_mark
+            ) from exc
+
+
+def _unreadable_value(node: yaml.nodes.Node) -> str:
+    """The problem with a YAML value its tag's constructor could not build."""
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    if isinstance(node, yaml.nodes.ScalarNode):
+        value = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+        return f"cannot read {value!r} as {tag}"
+    return f"cannot read this value as {tag}"
 
 
 def find_config_path(explicit: Path | None) -> Path | None:
@@ -60,10 +85,9 @@ def load_config_file(path: Path) -> Config:
 
 def parse_config(text: str, source: str = "<config>") -> Config:
     """Given YAML text, return the validated config. Raise `ConfigError` on any problem."""
-    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         document = untrusted.load_yaml_document(
-            loader_class(text), MAX_CONFIG_NODES, f"config {source}"
+            _ConfigLoader(text), MAX_CONFIG_NODES, f"config {source}"
         )
     except RecursionError as exc:
         raise errors.ConfigError(f"config {source}: nested too deeply to read") from exc
@@ -81,7 +105,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(document)
     except pydantic.ValidationError as exc:
-        problems = validation_problems(exc) + _unreported_reference_problems(document, exc)
+        problems = validation_problems(exc)
+        problems += _unreported_reference_problems(document, {path for path, _ in problems})
         raise errors.ConfigError(f"config {source}: {describe_problems(problems)}") from exc
 
 
@@ -92,9 +117,13 @@ def describe_validation_errors(exc: pydantic.ValidationError) -> str:
 
 
 def describe_problems(problems: list[tuple[str, str]]) -> str:
-    """Given (key path, problem) pairs, return them on one line, control characters escaped."""
+    """Given (key path, problem) pairs, return them on one line, control characters escaped;
+    past `MAX_PROBLEMS_SHOWN`, only how many more there are."""
     # Keys come from the file: never let them reach the terminal as escape codes.
-    text = "; ".join(f"at '{path or '(top level)'}': {problem}" for path, problem in problems)
+    shown = problems[:MAX_PROBLEMS_SHOWN]
+    text = "; ".join(f"at '{path or '(top level)'}': {problem}" for path, problem in shown)
+    if len(problems) > len(shown):
+        text += f"; and {len(problems) - len(shown):,} more problems"
     return untrusted.printable(text)
 
 
@@ -184,9 +213,7 @@ def _member_named(members: list[typing.Any], part: int | str) -> typing.Any:
     return None
 
 
-def _unreported_reference_problems(
-    document: dict, exc: pydantic.ValidationError
-) -> list[tuple[str, str]]:
+def _unreported_reference_problems(document: dict, reported: set[str]) -> list[tuple[str, str]]:
     """Repeated job names and unknown targets, found in the raw document: `Config` checks them
     only once every field is valid, and all errors are to be shown at once."""
     jobs, targets = document.get("jobs"), document.get("targets", {})
@@ -194,6 +221,5 @@ def _unreported_reference_problems(
         return []
     pairs = [(job.get("name"), job.get("target")) if isinstance(job, dict) else (None, None)
              for job in jobs]  # fmt: skip
-    reported = {path for path, _ in validation_problems(exc)}
     found = reference_problems(pairs, [name for name in targets if isinstance(name, str)])
     return [(path, problem) for path, problem in found if path not in reported]

@@ -193,7 +193,10 @@ def target_problem(target: str, known: Sequence[str]) -> str | None:
     if target in known or target.startswith("/"):
         return None
     if "://" in target:
-        parts = urlsplit(target)
+        try:
+            parts = urlsplit(target)
+        except ValueError:  # e.g. "s3://[bucket": an unclosed IPv6 bracket
+            return f"{target!r} is not a URL: write s3://bucket/prefix"
         if parts.scheme not in LOCATION_SCHEMES:
             return f"unknown storage scheme in {target!r}: use s3://bucket/prefix or a path"
         if parts.scheme == "s3" and not parts.netloc:

@@ -32,6 +32,11 @@ log = structlog.get_logger(__name__)
 # Real compose files are kilobytes. The bound keeps a wrong or hostile file from filling the
 # memory before the YAML loader's own bound (`yaml12.MAX_NODES`) can apply.
 MAX_COMPOSE_FILE_BYTES = 2 * untrusted.MIB
+# Ports and exposed ports once ranges are expanded, over all files and services: one entry
+# `0-65535:0-65535` is 65,536 of them, each some hundreds of bytes through the audit. A big
+# real project has thousands (a media server's RTP range); the bound keeps a file of such
+# entries, or an alias repeating one, from filling the memory.
+MAX_EXPANDED_PORTS = 100_000
 
 
 @dataclass
@@ -181,6 +186,7 @@ class _FileReader:
         self.lookup = lookup
         self.findings: list[Finding] = []
         self._reported_unset: set[tuple[str, int, str]] = set()
+        self._expanded_ports = 0
 
     def read(self, path: Path) -> LineDict:
         text = untrusted.read_text_file(path, MAX_COMPOSE_FILE_BYTES, "compose file")
@@ -295,6 +301,7 @@ class _FileReader:
                     file, service, location, f"service {service}: invalid port {item!r}: {exc}"
                 )
                 continue
+            self._count_expanded(len(entries), location)
             declarations.extend(PortDeclaration(entry, location) for entry in entries)
         return declarations
 
@@ -304,14 +311,24 @@ class _FileReader:
             location = _location(file, position)
             try:
                 value = self._interpolate_entry(item, file, service, location)
-                exposed.extend(
-                    (port, protocol, location) for port, protocol in spec.parse_expose_entry(value)
-                )
+                ports = spec.parse_expose_entry(value)
             except (spec.PortSpecError, interpolate.InterpolationError) as exc:
                 self._invalid(
                     file, service, location, f"service {service}: invalid expose {item!r}: {exc}"
                 )
+                continue
+            self._count_expanded(len(ports), location)
+            exposed.extend((port, protocol, location) for port, protocol in ports)
         return exposed
+
+    def _count_expanded(self, count: int, location: Location) -> None:
+        self._expanded_ports += count
+        if self._expanded_ports > MAX_EXPANDED_PORTS:
+            raise errors.ConfigError(
+                f"{location.file} line {location.line}: more than {MAX_EXPANDED_PORTS:,} "
+                "ports once the port ranges are expanded",
+                "is it the right file? opskit audits projects of fewer ports",
+            )
 
     def _interpolate_entry(self, item: Any, file: str, service: str, location: Location) -> Any:
         if isinstance(item, str):

@@ -26,6 +26,10 @@ UnsetCallback = Callable[[str], None]
 
 _NAME = re.compile(r"[_A-Za-z][_A-Za-z0-9]*")
 _OPERATORS = (":-", ":?", ":+", "-", "?", "+")
+_BRACES = re.compile(r"\$\{|\}")
+# `${A:-${B:-...}}` nested deeper than this is refused: real files nest two or three levels,
+# and each level is a Python call (a hostile file must not reach the recursion limit).
+MAX_NESTING = 100
 
 
 class InterpolationError(ValueError):
@@ -36,8 +40,13 @@ def interpolate(template: str, lookup: Lookup, on_unset: UnsetCallback | None = 
     """Given a string, return it with every variable substituted, as compose does.
 
     `lookup` returns a variable's value or None when unset. Raise `InterpolationError` for
-    an invalid template or a `${VAR:?error}` whose variable has no value.
+    an invalid template, a `${VAR:?error}` whose variable has no value, or `${` nested more
+    than `MAX_NESTING` deep.
     """
+    return _interpolate(template, lookup, on_unset, 0)
+
+
+def _interpolate(template: str, lookup: Lookup, on_unset: UnsetCallback | None, depth: int) -> str:
     if "$" not in template:
         return template
     parts: list[str] = []
@@ -57,7 +66,8 @@ def interpolate(template: str, lookup: Lookup, on_unset: UnsetCallback | None = 
             closing = _closing_brace(template, dollar)
             if closing < 0:
                 raise InterpolationError(f"invalid template: {template!r}")
-            parts.append(_braced(template[dollar + 2 : closing], template, lookup, on_unset))
+            body = template[dollar + 2 : closing]
+            parts.append(_braced(body, template, lookup, on_unset, depth + 1))
             index = closing + 1
         else:
             name = _NAME.match(template, dollar + 1)
@@ -73,17 +83,13 @@ def interpolate(template: str, lookup: Lookup, on_unset: UnsetCallback | None = 
 def _closing_brace(template: str, start: int) -> int:
     """Return the index of the `}` that closes the `${` at `start`, counting nested `${`."""
     depth = 0
-    index = start
-    while index < len(template):
-        if template.startswith("${", index):
+    for brace in _BRACES.finditer(template, start):
+        if brace.group() == "${":
             depth += 1
-            index += 2
             continue
-        if template[index] == "}":
-            depth -= 1
-            if depth == 0:
-                return index
-        index += 1
+        depth -= 1
+        if depth == 0:
+            return brace.start()
     return -1
 
 
@@ -96,7 +102,11 @@ def _plain(name: str, lookup: Lookup, on_unset: UnsetCallback | None) -> str:
     return value
 
 
-def _braced(body: str, template: str, lookup: Lookup, on_unset: UnsetCallback | None) -> str:
+def _braced(
+    body: str, template: str, lookup: Lookup, on_unset: UnsetCallback | None, depth: int
+) -> str:
+    if depth > MAX_NESTING:
+        raise InterpolationError(f"variables nested more than {MAX_NESTING} deep")
     name_match = _NAME.match(body)
     if name_match is None:
         raise InterpolationError(f"invalid template: {template!r}")
@@ -107,7 +117,7 @@ def _braced(body: str, template: str, lookup: Lookup, on_unset: UnsetCallback | 
     operator = next((op for op in _OPERATORS if rest.startswith(op)), None)
     if operator is None:
         raise InterpolationError(f"invalid template: {template!r}")
-    word = interpolate(rest[len(operator) :], lookup, on_unset)
+    word = _interpolate(rest[len(operator) :], lookup, on_unset, depth)
     value = lookup(name)
     if operator == ":-":
         return word if not value else value
@@ -173,12 +183,13 @@ def parse_env_text(text: str, process_environment: Mapping[str, str]) -> dict[st
 
     index = 0
     length = len(text)
+    line_number, counted_to = 1, 0  # counted as the statements go by, not from the start
     while index < length:
-        line_start = index
         line_end = text.find("\n", index)
         line_end = length if line_end < 0 else line_end
         statement = text[index:line_end].strip()
-        line_number = text.count("\n", 0, line_start) + 1
+        line_number += text.count("\n", counted_to, index)
+        counted_to = index
         if not statement or statement.startswith("#"):
             index = line_end + 1
             continue

@@ -74,6 +74,9 @@ def parse_port_number(text: str) -> int:
         raise PortSpecError("value is empty")
     if not _GO_DECIMAL.fullmatch(text):
         raise PortSpecError(f"invalid syntax {text!r}")
+    if len(text.lstrip("+-").lstrip("0")) > len(str(MAX_PORT)):
+        # Out of range, and int() would refuse thousands of digits with a ValueError.
+        raise PortSpecError(f"value {text} out of range (0-65535)")
     port = int(text)
     if not 0 <= port <= MAX_PORT:
         raise PortSpecError(f"value {text} out of range (0-65535)")

@@ -149,8 +149,21 @@ class _ComposeResolver(yaml.resolver.BaseResolver):
 class _ComposeConstructor(yaml.constructor.SafeConstructor):
     """Builds LineDict/LineList and go-yaml v3 numbers; rejects duplicate keys like compose."""
 
+    def construct_object(self, node: yaml.nodes.Node, deep: bool = False) -> Any:
+        # PyYAML's own constructors (`!!timestamp`, `!!binary`, ...) let some bad values
+        # escape as ValueError, KeyError, IndexError or AttributeError: make them YAML errors.
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, LookupError, AttributeError, TypeError) as exc:
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            value = node.value if isinstance(node, yaml.nodes.ScalarNode) else "this value"
+            shown = value if len(value) <= 40 else value[:40] + "..."
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {shown!r} as {tag}", node.start_mark
+            ) from exc
+
     def construct_go_int(self, node: yaml.nodes.ScalarNode) -> int:
-        tag, value = resolve_plain_scalar(node.value)
+        tag, value = resolve_plain_scalar(self.construct_scalar(node))
         if tag != _TAG_INT:
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read {node.value!r} as an integer", node.start_mark
@@ -158,7 +171,7 @@ class _ComposeConstructor(yaml.constructor.SafeConstructor):
         return value
 
     def construct_go_float(self, node: yaml.nodes.ScalarNode) -> float:
-        tag, value = resolve_plain_scalar(node.value)
+        tag, value = resolve_plain_scalar(self.construct_scalar(node))
         if tag not in (_TAG_FLOAT, _TAG_INT):
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read {node.value!r} as a number", node.start_mark
@@ -166,7 +179,7 @@ class _ComposeConstructor(yaml.constructor.SafeConstructor):
         return float(value)
 
     def construct_go_bool(self, node: yaml.nodes.ScalarNode) -> bool:
-        return node.value in ("true", "True", "TRUE")
+        return self.construct_scalar(node) in ("true", "True", "TRUE")
 
     def construct_line_dict(self, node: yaml.nodes.MappingNode):
         data = LineDict()
@@ -278,5 +291,10 @@ def load_yaml(text: str, source: str) -> Any:
         raise errors.ConfigError(f"{source}{where}: {problem}") from exc
     except yaml.YAMLError as exc:
         raise errors.ConfigError(f"{source}: {untrusted.printable(str(exc))}") from exc
+    except ValueError as exc:
+        # Python's int() refuses a plain number of thousands of digits while it is resolved.
+        raise errors.ConfigError(
+            f"{source}: a value cannot be read ({untrusted.printable(str(exc))})"
+        ) from exc
     except RecursionError as exc:
         raise errors.ConfigError(f"{source}: nested too deeply to read") from exc
