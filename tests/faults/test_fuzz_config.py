@@ -9,51 +9,24 @@ and random mutations of `configs/opskit.example.yaml`, both of its structure and
 from __future__ import annotations
 
 import copy
-import tracemalloc
 import types
 import typing
-from collections.abc import Callable
 from pathlib import Path
 
 import pydantic
 import pytest
 import yaml
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from opskit import errors, untrusted
 from opskit.config import load
 from opskit.config.schema import Config
+from tests.faults.fuzzing import MIB, fuzz, peak_memory
 
 EXAMPLE_PATH = Path(__file__).parents[2] / "configs" / "opskit.example.yaml"
 EXAMPLE_TEXT = EXAMPLE_PATH.read_text()
 EXAMPLE = yaml.safe_load(EXAMPLE_TEXT)
-MIB = 1 << 20
-
-
-def fuzz(examples: int) -> settings:
-    """Reproducible runs: the same examples every time, no database, no deadline."""
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-
-
-def peak_memory(action: Callable[[], object]) -> tuple[int, object]:
-    """Run `action`; return (the peak of Python's allocations meanwhile, its result or the
-    exception it raised)."""
-    tracemalloc.start()
-    try:
-        try:
-            outcome: object = action()
-        except Exception as exc:  # noqa: BLE001 - the caller asserts on what came out
-            outcome = exc
-        return tracemalloc.get_traced_memory()[1], outcome
-    finally:
-        tracemalloc.stop()
 
 
 def check_parse(text: str) -> Config | None:

@@ -14,13 +14,11 @@ import json
 import os
 import random
 import shutil
-import tracemalloc
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from opskit import errors
@@ -29,34 +27,7 @@ from opskit.repository import catalog, snapshots
 from opskit.repository import index as record_index
 from opskit.storage.base import check_name
 from opskit.storage.local import LocalStorage
-
-MIB = 1 << 20
-
-
-def fuzz(examples: int) -> settings:
-    """Reproducible runs: the same examples every time, no database, no deadline."""
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-
-
-def peak_memory(action: Callable[[], object]) -> tuple[int, object]:
-    """Run `action`; return (the peak of Python's allocations meanwhile, its result or the
-    exception it raised)."""
-    tracemalloc.start()
-    try:
-        try:
-            outcome: object = action()
-        except Exception as exc:  # noqa: BLE001 - the caller asserts on what came out
-            outcome = exc
-        return tracemalloc.get_traced_memory()[1], outcome
-    finally:
-        tracemalloc.stop()
-
+from tests.faults.fuzzing import MIB, fuzz, peak_memory
 
 # --- valid records, random JSON, and mutations between them ------------------------------------
 

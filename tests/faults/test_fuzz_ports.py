@@ -13,47 +13,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from opskit import errors, untrusted
 from opskit.ports import compose, interpolate, spec
-
-
-def fuzz(examples: int) -> settings:
-    """Reproducible runs: the same examples every time, no database, no deadline (a slow
-    example is no failure here; the file's run time is kept small by the counts)."""
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-
-
-MIB = 1 << 20
+from tests.faults.fuzzing import MIB, fuzz, peak_memory
 
 ENVIRONMENT = {"PORT": "8080", "HOST": "127.0.0.1", "EMPTY": "", "RANGE": "9000-9002"}
-
-
-def peak_memory(action: Callable[[], object]) -> tuple[int, object]:
-    """Run `action`; return (the peak of Python's allocations meanwhile, its result or the
-    exception it raised)."""
-    tracemalloc.start()
-    try:
-        try:
-            outcome: object = action()
-        except Exception as exc:  # noqa: BLE001 - the caller asserts on what came out
-            outcome = exc
-        return tracemalloc.get_traced_memory()[1], outcome
-    finally:
-        tracemalloc.stop()
 
 
 # --- the pieces of compose's short syntax, and junk around them --------------------------------

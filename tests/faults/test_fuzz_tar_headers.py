@@ -13,42 +13,16 @@ from __future__ import annotations
 import io
 import tarfile
 import time
-import tracemalloc
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from opskit import errors
 from opskit.archive.tar_root import BLOCK, MAX_METADATA, MAX_NAMED, TarWatcher
+from tests.faults.fuzzing import MIB, fuzz, peak_memory
 
-MIB = 1 << 20
 RESERVED = (".opskit-reserved",)
-
-
-def fuzz(examples: int) -> settings:
-    """Reproducible runs: the same examples every time, no database, no deadline."""
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-
-
-def peak_memory(action: Callable[[], object]) -> tuple[int, object]:
-    """Run `action`; return (the peak of Python's allocations meanwhile, its result or the
-    exception it raised)."""
-    tracemalloc.start()
-    try:
-        try:
-            outcome: object = action()
-        except Exception as exc:  # noqa: BLE001 - the caller asserts on what came out
-            outcome = exc
-        return tracemalloc.get_traced_memory()[1], outcome
-    finally:
-        tracemalloc.stop()
 
 
 # --- building streams header by header ---------------------------------------------------------
