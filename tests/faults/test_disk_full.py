@@ -8,20 +8,12 @@ import subprocess
 
 import pytest
 
-from tests.faults.harness import engine_leftovers, opskit_entries, store_leftovers
+from tests.faults.harness import engine_leftovers, last_error_line, opskit_entries, store_leftovers
 from tests.integration import trees
 from tests.integration.daemon_fixtures import assert_store_is_whole
 from tests.integration.opskit_cli import describe, list_backups, run_opskit
 
 pytestmark = pytest.mark.integration
-
-
-def _one_error_line(result) -> str:
-    assert result.returncode != 0, describe(result)
-    assert "Traceback" not in result.stderr, describe(result)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("error: "), describe(result)
-    return lines[-1]
 
 
 def test_a_restore_into_a_nearly_full_filesystem_leaves_the_target_as_it_was(
@@ -41,7 +33,7 @@ def test_a_restore_into_a_nearly_full_filesystem_leaves_the_target_as_it_was(
         "--backup", record["id"],
     )  # fmt: skip
 
-    line = _one_error_line(result)
+    line = last_error_line(result)
     assert "space" in line.lower() and "unchanged" in line, line
     trees.assert_same_tree(old_tree, trees.snapshot(docker_client, target), "target")
     assert opskit_entries(docker_client, target) == []
@@ -72,7 +64,7 @@ def test_a_safety_backup_that_does_not_fit_stops_the_restore_before_anything_cha
             "volume", "restore", source, "--from", str(small_store), "--into", target, "--force"
         )
 
-        line = _one_error_line(result)
+        line = last_error_line(result)
         assert "space" in line.lower(), line
         trees.assert_same_tree(old_tree, trees.snapshot(docker_client, target), "target")
         assert opskit_entries(docker_client, target) == []

@@ -13,6 +13,7 @@ from tests.faults.harness import (
     MiB,
     engine_leftovers,
     journal_phase,
+    last_error_line,
     opskit_entries,
     phase_reached,
     run_ok,
@@ -49,14 +50,6 @@ def _kill_helper_when(docker_client, process, event, volume: str, what: str):
     return finish(process, timeout=60)
 
 
-def _one_error_line(result) -> str:
-    assert result.returncode != 0, describe(result)
-    assert "Traceback" not in result.stderr, describe(result)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("error: "), describe(result)
-    return lines[-1]
-
-
 def test_a_helper_killed_mid_unpack_leaves_the_targets_entries_and_the_next_run_cleans(
     docker_client, source, stored, old_target
 ):
@@ -70,7 +63,7 @@ def test_a_helper_killed_mid_unpack_leaves_the_targets_entries_and_the_next_run_
     result = _kill_helper_when(
         docker_client, process, staged_bytes_at_least(mountpoint, 4 * MiB), target, "unpacking"
     )
-    line = _one_error_line(result)
+    line = last_error_line(result)
     assert "unchanged" in line, line  # the target's own entries were not touched
     run_ok("volume", "recover", target)  # the hidden staging directory goes
     trees.assert_same_tree(old_tree, trees.snapshot(docker_client, target), "target")
@@ -96,7 +89,7 @@ def test_a_helper_killed_mid_swap_says_how_to_finish_and_recover_finishes(
         # The kill landed after the last move: the restore was complete, as it says.
         assert "restored" in result.stdout, describe(result)
     else:
-        line = _one_error_line(result)
+        line = last_error_line(result)
         assert "opskit volume recover" in line, line
         assert journal_phase(mountpoint) in ("swap-out", "swap-in", "delete-old")
         recovered = json.loads(run_ok("volume", "recover", target, "--json").stdout)

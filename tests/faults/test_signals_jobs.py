@@ -1,13 +1,12 @@
-"""Signals and kills of the commands built on backup and restore: a daemon job (`opskit run`,
-backup then drill then prune), an encrypted backup and restore, a compose-project snapshot, and
-a prune on S3 struck between removals. Same promises as test_signals.py."""
+"""Signals and kills of the commands built on backup and restore: an encrypted backup and
+restore, a compose-project snapshot, and a prune on S3 struck between removals. Same promises
+as test_signals.py."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -36,27 +35,6 @@ from tests.integration.opskit_cli import (
 from tests.unit.repository.test_catalog import _record
 
 pytestmark = pytest.mark.integration
-
-
-def _job_config(tmp_path, source: str, store) -> str:
-    path = tmp_path / "opskit.yaml"
-    path.write_text(
-        f"jobs:\n  - name: nightly\n    volumes: [{source}]\n    target: {store}\n"
-        "    schedule: daily at 02:30\n    compress: gzip\n    verify: true\n"
-        "    retention:\n      keep_last: 1\n"
-    )
-    return str(path)
-
-
-def _scratch_filling(docker_client, source: str):
-    def filling() -> bool:
-        answer = docker_client.api.volumes(filters={"label": "io.opskit.scratch"}) or {}
-        return any(
-            source in volume["Name"] and any(Path(volume["Mountpoint"]).iterdir())
-            for volume in answer.get("Volumes") or []
-        )
-
-    return filling
 
 
 # --- encryption --------------------------------------------------------------------------------
