@@ -72,9 +72,14 @@ def test_s3_roundtrip_list_and_restore_latest_and_by_id(
     assert listed[0]["location"] == f"{target}/{first['archive']}"
     assert listed[0]["tags"] == ["s3"]
     assert sorted(keys(s3_client, s3_bucket)) == sorted(
-        f"docker/backups/{name}"
-        for record in (first, second)
-        for name in (record["archive"], f"{record['id']}.json")
+        [
+            "docker/backups/index/records.json",  # the record index (repository/index.py)
+            *(
+                f"docker/backups/{name}"
+                for record in (first, second)
+                for name in (record["archive"], f"{record['id']}.json")
+            ),
+        ]
     )
     assert uploads(s3_client, s3_bucket) == []
 
@@ -319,9 +324,9 @@ def test_s3_backup_with_assembled_parts_restores_exactly(
     assert int(etag.strip('"').rpartition("-")[2]) == 2 + -(
         -(record.size - 2 * piece) // (3 * piece)
     )
-    # No staging object or upload is left; only the archive and its metadata.
+    # No staging object or upload is left; only the archive, its metadata and the index.
     assert sorted(keys(s3_client, s3_bucket)) == sorted(
-        [archive_key, f"assembled/{record.id}.json"]
+        [archive_key, f"assembled/{record.id}.json", "assembled/index/records.json"]
     )
     assert uploads(s3_client, s3_bucket) == []
 
