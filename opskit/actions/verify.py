@@ -156,6 +156,8 @@ def run_verify(request: VerifyRequest, context: RunContext) -> VerifyResult:
         context.emit(events.Verified(verification.backup_id, verification.source,
                                      verification.ok, verification.reason))  # fmt: skip
         result.verifications.append(verification)
+    if any(verification.recorded for verification in result.verifications):
+        catalog.refresh_index(storage)  # once for the run: each refresh lists the whole store
     return result
 
 
@@ -435,7 +437,6 @@ def _record(
         _remove_quietly(storage, catalog.metadata_name(record.id))
         emit(events.VerificationNotRecorded(untrusted.printable(record.id)))
         return False
-    catalog.refresh_index(storage)
     return True
 
 
