@@ -309,12 +309,17 @@ def list_records(storage: Storage, source: str | None = None) -> Listing:
     """
     records: list[BackupRecord] = []
     problems: list[MetadataProblem] = []
-    indexed = record_index.read(storage)
+    listed = [
+        info
+        for info in storage.list()
+        if info.name.endswith(METADATA_SUFFIX) and "/" not in info.name
+    ]
+    indexed, indexed_count = record_index.read(
+        storage, {record_index.key_of(info) for info in listed}
+    )
     entries: list[record_index.Entry] = []
     files_read = 0
-    for info in storage.list():
-        if not info.name.endswith(METADATA_SUFFIX) or "/" in info.name:
-            continue
+    for info in listed:
         document = indexed.get(record_index.key_of(info)) if info.version else None
         entry: BackupRecord | MetadataProblem | None = None
         if document is not None:
@@ -335,7 +340,7 @@ def list_records(storage: Storage, source: str | None = None) -> Listing:
     listing = Listing(records, problems)
     listing.files_read = files_read
     listing.index_entries = entries
-    listing.index_was_current = files_read == 0 and len(entries) == len(indexed)
+    listing.index_was_current = files_read == 0 and len(entries) == indexed_count
     return listing
 
 

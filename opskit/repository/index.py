@@ -15,6 +15,7 @@ other's record; the next reader then reads that one file, and the next writer ad
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,42 +49,73 @@ def key_of(info: ObjectInfo) -> Key:
     return (info.name, info.size, info.version)
 
 
-def read(storage: Storage) -> dict[Key, dict[str, Any]]:
-    """Return the stored index's documents by key; empty if there is none or it is unusable."""
+def read(storage: Storage, wanted: set[Key]) -> tuple[dict[Key, dict[str, Any]], int]:
+    """Return the stored index's documents of the keys in `wanted` (the metadata objects the
+    store lists now), and how many entries it holds in all (more than were wanted: it is
+    stale); nothing if there is no index or it is unusable."""
     try:
         info = storage.stat(INDEX_NAME)
         if info.size > MAX_INDEX_BYTES:
             raise ValueError(f"larger than {untrusted.describe_size(MAX_INDEX_BYTES)}")
-        data = json.loads(storage.read_bytes(INDEX_NAME))
-        return _parse(data)
+        text = storage.read_bytes(INDEX_NAME).decode("utf-8")
+        found, count = {}, 0
+        for key, record in entries_of(text):
+            count += 1
+            if key in wanted:
+                found[key] = record
+        return found, count
     except errors.NotFound:
-        return {}
+        return {}, 0
     except (errors.StorageError, ValueError, RecursionError) as exc:
         log.debug("record index passed over", reason=untrusted.printable(str(exc)))
-        return {}
+        return {}, 0
 
 
-def _parse(data: object) -> dict[Key, dict[str, Any]]:
-    if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
+_HEAD = f'{{"format":{INDEX_FORMAT},"entries":['
+_DECODER = json.JSONDecoder()
+
+
+def entries_of(text: str) -> Iterator[tuple[Key, dict[str, Any]]]:
+    """The well-typed entries of an index, as `write` lays it out; `ValueError` if it is not one.
+
+    Entries are decoded one at a time, so that memory is the text and the entries kept, not a
+    whole forged document: JSON of empty objects costs 25 times its size as Python objects.
+    """
+    if not text.startswith(_HEAD):
         raise ValueError("not an index of this format")
-    entries = data.get("entries")
-    if not isinstance(entries, list):
-        raise ValueError("entries is not a list")
-    found: dict[Key, dict[str, Any]] = {}
-    for item in entries:
-        if not isinstance(item, dict):
-            continue
-        name, size, version = item.get("name"), item.get("size"), item.get("version")
-        document = item.get("record")
-        if (
-            isinstance(name, str)
-            and isinstance(size, int)
-            and isinstance(version, str)
-            and version
-            and isinstance(document, dict)
-        ):
-            found[(name, size, version)] = document
-    return found
+    position = len(_HEAD)
+    if text.startswith("]", position):
+        position += 1
+    else:
+        while True:
+            item, position = _DECODER.raw_decode(text, position)
+            entry = _entry_of(item)
+            if entry is not None:
+                yield entry
+            separator = text[position : position + 1]
+            position += 1
+            if separator == "]":
+                break
+            if separator != ",":
+                raise ValueError("not an index of this format")
+    if text[position:] != "}":
+        raise ValueError("not an index of this format")
+
+
+def _entry_of(item: object) -> tuple[Key, dict[str, Any]] | None:
+    if not isinstance(item, dict):
+        return None
+    name, size, version = item.get("name"), item.get("size"), item.get("version")
+    document = item.get("record")
+    if (
+        isinstance(name, str)
+        and type(size) is int  # not a bool, which would equal 1 as a key
+        and isinstance(version, str)
+        and version
+        and isinstance(document, dict)
+    ):
+        return (name, size, version), document
+    return None
 
 
 def write(storage: Storage, entries: list[Entry]) -> None:

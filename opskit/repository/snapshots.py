@@ -119,6 +119,9 @@ def parse_snapshot(data: object) -> SnapshotRecord:
         ):
             raise ValueError("a member is not {backup: safe id, source, kind: volume|path}")
         parsed.append(SnapshotMember(member["backup"], member["source"], member["kind"]))
+    skipped = data.get("skipped", [])
+    if not isinstance(skipped, list):
+        raise ValueError("skipped is not a list")
     text_lists = ("tags", "compose_files", "stopped_containers")
     for name in text_lists:
         value = data.get(name, [])
@@ -130,7 +133,11 @@ def parse_snapshot(data: object) -> SnapshotRecord:
         created=str(data["created"]),
         tags=list(data["tags"]),
         members=parsed,
-        skipped=[item for item in data.get("skipped") or [] if isinstance(item, dict)],
+        skipped=[
+            {key: text for key, text in item.items() if isinstance(text, str)}
+            for item in skipped
+            if isinstance(item, dict)
+        ],
         compose_files=list(data.get("compose_files") or []),
         working_dir=str(data.get("working_dir") or ""),
         stopped_containers=list(data.get("stopped_containers") or []),
