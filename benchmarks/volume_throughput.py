@@ -6,7 +6,11 @@ times, in one run and alternating:
   restore: host `zstd -dc file | tar -x -C dir`      vs  `opskit volume restore VOL --into NEW`
 and prints both ratios (best of --repeat runs each) and opskit's peak RSS.
 
+Then times opskit's start-up, rounds interleaved: `opskit --help` and `opskit volume list --from
+EMPTY_DIR` against `python -c pass` (median, min, max); `--startup-only` times just that.
+
 Targets (issue 2): backup <= 1.25x, restore <= 1.35x, peak RSS <= 150 MB.
+Targets (issue 13): `opskit --help` <= 0.30 s, `opskit volume list --from EMPTY_DIR` <= 0.35 s.
 Run as root on a machine with the engine up: `python benchmarks/volume_throughput.py`.
 """
 
@@ -17,6 +21,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,12 +102,62 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
+# Start-up targets (issue 13), in seconds, by command label.
+STARTUP_TARGETS = {"opskit --help": 0.30, "opskit volume list --from EMPTY_DIR": 0.35}
+
+
+def startup_times(rounds: int) -> dict[str, list[float]]:
+    """Time `python -c pass`, `opskit --help` and `opskit volume list --from EMPTY_DIR`, one of
+    each per round (interleaved, so a change in the machine's load hits all three); return the
+    seconds of every run by label. One round first, untimed, writes the bytecode caches."""
+    empty = Path(tempfile.mkdtemp(prefix="opskit-bench-empty-"))
+    opskit = [sys.executable, "-m", "opskit"]
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "opskit --help": [*opskit, "--help"],
+        "opskit volume list --from EMPTY_DIR": [*opskit, "volume", "list", "--from", str(empty)],
+    }
+    environment = dict(os.environ, OPSKIT_CONFIG=os.devnull)
+    times: dict[str, list[float]] = {label: [] for label in commands}
+    try:
+        for round_index in range(rounds + 1):
+            for label, command in commands.items():
+                start = time.perf_counter()
+                subprocess.run(command, capture_output=True, env=environment, check=True)
+                if round_index > 0:
+                    times[label].append(time.perf_counter() - start)
+    finally:
+        shutil.rmtree(empty, ignore_errors=True)
+    return times
+
+
+def print_startup(times: dict[str, list[float]]) -> None:
+    """One line per command: median, min, max, and the median against `python -c pass`."""
+    baseline = statistics.median(times["python -c pass"])
+    for label, values in times.items():
+        median = statistics.median(values)
+        target = STARTUP_TARGETS.get(label)
+        print(
+            f"start-up: {label:<36} median {median:.3f}s  min {min(values):.3f}s  "
+            f"max {max(values):.3f}s  {median / baseline:4.1f}x python -c pass"
+            + (f" (target <= {target:.2f}s)" if target is not None else "")
+        )
+    print(f"start-up: {len(times['python -c pass'])} rounds, interleaved")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = ~1.1 GiB")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--workdir", default="/var/tmp", help="where archives are written")
+    parser.add_argument(
+        "--startup-only", action="store_true", help="time only the start-up (no engine needed)"
+    )
+    parser.add_argument("--startup-rounds", type=int, default=10, help="start-up rounds")
     arguments = parser.parse_args()
+    if arguments.startup_only:
+        print_startup(startup_times(arguments.startup_rounds))
+        return
 
     client = docker.from_env()
     name = f"opskit-bench-{uuid.uuid4().hex[:8]}"
@@ -181,6 +236,7 @@ def main() -> None:
         print(
             "all runs: " + json.dumps({k: [round(v, 2) for v in vs] for k, vs in results.items()})
         )
+        print_startup(startup_times(arguments.startup_rounds))
     finally:
         for volume_name in [name, *restored]:
             try:

@@ -6,16 +6,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import structlog
-
 from opskit import errors
 from opskit.config.ports_policy import PortsPolicy
 from opskit.engine import client
 from opskit.engine.published_ports import RunningContainer, list_running_containers
+from opskit.log import get_logger
 from opskit.ports import allowlist, compose, conflicts, drift, firewall, report, rules, runtime
 from opskit.ports.model import Finding, Mapping, Severity
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class EngineUnreadable(errors.EngineUnreachable):

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from opskit import events
 from opskit.archive import age
 from opskit.config.encryption import Encryption
 from opskit.config.schema import Config
-from opskit.engine import client
 from opskit.storage.base import Storage
 from opskit.storage.registry import open_storage
+
+if TYPE_CHECKING:  # docker loads when a run first needs an engine, not for `list`
+    from opskit.engine import client
 
 
 class RunContext:
@@ -64,6 +67,8 @@ class RunContext:
     def engine(self, docker_host: str | None = None) -> client.Engine:
         """Return the engine at `docker_host` (None: the environment's), connecting once."""
         if docker_host not in self._engines:
+            from opskit.engine import client
+
             self._engines[docker_host] = client.connect(docker_host)
         return self._engines[docker_host]
 

@@ -12,14 +12,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import structlog
-
 from opskit import errors, untrusted
 from opskit.actions.context import RunContext
+from opskit.log import get_logger
 from opskit.repository import catalog, snapshots
 from opskit.storage.base import Storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from opskit import errors, untrusted
 from opskit.actions.context import RunContext
-from opskit.engine.volumes import DataSource
+from opskit.engine.source import DataSource
 from opskit.repository import catalog
 
 

@@ -25,15 +25,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import structlog
-
 from opskit import errors, untrusted
 from opskit.actions.context import RunContext
 from opskit.engine.volumes import DataSource
+from opskit.log import get_logger
 from opskit.repository import catalog, retention, snapshots
 from opskit.storage.base import ObjectInfo, Storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ORPHAN_AGE = timedelta(days=2)
 # The id of a backup: `<slug>-<YYYYmmddTHHMMSSZ>-<suffix>` (catalog.new_backup_id).

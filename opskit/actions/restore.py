@@ -19,14 +19,13 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 
-import structlog
-
 from opskit import errors, events
 from opskit.actions.context import RunContext
 from opskit.archive import age
 from opskit.archive.pipeline import ProgressCallback
 from opskit.engine import client, helper, lock, transfer, volumes
 from opskit.engine.stop_marks import RESTORE
+from opskit.log import get_logger
 from opskit.repository import catalog
 from opskit.storage.base import Storage
 from opskit.volume_ops import journal, staging
@@ -34,7 +33,7 @@ from opskit.volume_ops.back_up import BackupLabels, write_backup
 from opskit.volume_ops.store_guard import check_store_outside
 from opskit.volume_ops.users import containers_stopped, used_by_others
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass

@@ -14,8 +14,6 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import structlog
-
 from opskit import __version__, errors, events
 from opskit.actions import selection
 from opskit.actions.backup_set import SetOutcome, back_up_set
@@ -23,12 +21,13 @@ from opskit.actions.context import RunContext
 from opskit.archive.pipeline import ProgressCallback
 from opskit.config.encryption import Encryption
 from opskit.engine import client, volumes
+from opskit.log import get_logger
 from opskit.repository import catalog, snapshots
 from opskit.storage.base import Storage
 from opskit.volume_ops.back_up import BackupOptions, Member
 from opskit.volume_ops.store_guard import check_store_outside
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 PROJECT_LABEL = "com.docker.compose.project"
 CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"

@@ -27,8 +27,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
 from opskit import errors, events, untrusted
 from opskit.actions.context import RunContext
 from opskit.actions.restore import RestoreRequest, run_restore
@@ -37,12 +35,13 @@ from opskit.archive.pipeline import HashingReader, tar_chunks, verify_digest
 from opskit.archive.threads import ReadAhead
 from opskit.engine import check, client, helper, transfer, volumes
 from opskit.engine.orphans import OWNER_LABEL, SCRATCH_LABEL
+from opskit.log import get_logger
 from opskit.process_owner import owner_label
 from opskit.repository import catalog
 from opskit.storage.base import Storage
 from opskit.volume_ops import staging
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 SCRATCH_OF_LABEL = "io.opskit.scratch.backup"  # the backup id a scratch volume holds
 CHECK_MOUNT_POINT = "/data"

@@ -2,6 +2,10 @@
 
 `main()` is the console script. It is the one place where `OpskitError`s become a one-line
 message on stderr and an exit code, and where Ctrl-C / SIGTERM become `Interrupted`.
+
+Importing the CLI loads typer and the commands' options, nothing else: each command imports
+the actions, config and libraries it runs when it runs, under `opskit.__main__.starting_up()`,
+so `opskit --help` stays fast (tests/unit/cli/test_startup.py keeps it so).
 """
 
 from __future__ import annotations
@@ -12,11 +16,11 @@ import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
 
-import structlog
 import typer
+from typer.main import get_command
 
-from opskit import __version__, errors, signals, untrusted
-from opskit.__main__ import is_daemon
+from opskit import __version__, errors, signals
+from opskit.__main__ import is_daemon, starting_up
 from opskit.cli import (
     config_cmd,
     daemon,
@@ -26,11 +30,12 @@ from opskit.cli import (
     volume_snapshot,
     volume_verify,
 )
-from opskit.log import configure_logging, json_enabled, logs_to_stdout
+from opskit.log import configure_logging, get_logger, json_enabled, logs_to_stdout
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 app = typer.Typer(
+    rich_markup_mode=None,  # click's plain help: rich's costs 0.27 s of start-up (issue 13)
     name="opskit",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -70,10 +75,9 @@ def root(
 
     Examples:
 
+    \b
       opskit volume backup pgdata --to /var/backups/opskit
-
       opskit volume restore pgdata --from /var/backups/opskit
-
       opskit ports audit -f compose.yaml --fail-on high
     """
     configure_logging(verbose, log_json)
@@ -96,8 +100,11 @@ def main() -> None:
     if is_daemon(sys.argv[1:]):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the daemon's own handler comes next
     try:
-        configure_logging(0)
-        app(args=hoist_global_options(sys.argv[1:]), prog_name="opskit")
+        with starting_up():
+            # typer makes click commands of ours: start-up still, nothing has been done yet.
+            command = get_command(app)
+        # Logging is configured by `root`, which runs before every command (not for --help).
+        command(args=hoist_global_options(sys.argv[1:]), prog_name="opskit")
     except errors.OpskitError as error:
         _fail(str(error), error.exit_code)
     except errors.Interrupted as interrupted:
@@ -146,6 +153,8 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 
 
 def _fail(message: str, exit_code: int) -> NoReturn:
+    from opskit import untrusted
+
     # The last guard: whatever a message quotes (a name from a store, a file's key) stays one
     # line of plain text.
     text = untrusted.printable(message)

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from opskit import errors, log
+from opskit.__main__ import starting_up
 from opskit.cli import render
 from opskit.cli.options import ConfigOption, JsonOption
-from opskit.daemon.report import JobReport
-from opskit.daemon.scheduler import DEFAULT_STATE_FILE, Daemon
 from opskit.log import configure_logging
+
+if TYPE_CHECKING:
+    from opskit.daemon.report import JobReport
+
+# opskit.daemon.scheduler.DEFAULT_STATE_FILE, written out so that help imports no scheduler
+# (tests/unit/cli/test_startup.py keeps the two equal).
+DEFAULT_STATE_FILE = Path("/var/lib/opskit/daemon-state.json")
 
 StateFileOption = Annotated[
     Path,
@@ -44,10 +50,12 @@ def daemon(
 
     Examples:
 
+    \b
       opskit daemon --config /etc/opskit/opskit.yaml
-
       opskit daemon --once --log-json
     """
+    with starting_up():
+        from opskit.daemon.scheduler import Daemon
     _daemon_logging()
     scheduler = Daemon(config_path, state_file)
     if once:
@@ -68,10 +76,12 @@ def run(
 
     Examples:
 
+    \b
       opskit run nightly-db
-
       opskit run nightly-db --json
     """
+    with starting_up():
+        from opskit.daemon.scheduler import Daemon
     # With --json, stdout is the one report document: the logs go to stderr then.
     _daemon_logging(to_stdout=not json_output)
     scheduler = Daemon(config_path, state_file=None)

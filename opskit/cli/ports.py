@@ -4,26 +4,28 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from opskit.actions.audit_ports import AuditRequest, AuditResult, run_audit_ports
+from opskit.__main__ import starting_up
 from opskit.cli import render
 from opskit.cli.options import ConfigOption, DockerHostOption
-from opskit.config.load import load_config
-from opskit.ports import report, sarif
-from opskit.ports.model import Finding, Severity
+
+# The audit (compose parsing, rules, the engine) is imported by `audit` when it runs.
+if TYPE_CHECKING:
+    from opskit.actions.audit_ports import AuditResult
+    from opskit.ports.model import Finding
 
 app = typer.Typer(
+    rich_markup_mode=None,  # click's plain help: rich's costs 0.27 s of start-up (issue 13)
     help="""Audit published and exposed ports: risky bindings, conflicts, and drift between
     the compose files and the running engine.
 
     Examples:
 
+    \b
       opskit ports audit -f compose.yaml
-
       opskit ports audit --fail-on high --format sarif > ports.sarif
     """,
     no_args_is_help=True,
@@ -36,6 +38,17 @@ class OutputFormat(StrEnum):
     sarif = "sarif"
 
 
+class SeverityChoice(StrEnum):
+    """opskit.ports.model.Severity's values, in its order, for --fail-on: help imports no port
+    audit code (tests/unit/cli/test_startup.py keeps the two equal)."""
+
+    info = "info"
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
 class FirewallChoice(StrEnum):
     auto = "auto"
     none = "none"
@@ -43,12 +56,13 @@ class FirewallChoice(StrEnum):
     firewalld = "firewalld"
 
 
+# By severity name.
 _SEVERITY_STYLES = {
-    Severity.critical: "bold red",
-    Severity.high: "red",
-    Severity.medium: "yellow",
-    Severity.low: "cyan",
-    Severity.info: "dim",
+    "critical": "bold red",
+    "high": "red",
+    "medium": "yellow",
+    "low": "cyan",
+    "info": "dim",
 }
 
 
@@ -102,7 +116,7 @@ def audit(
         OutputFormat, typer.Option("--format", help="Output: table, json or sarif.")
     ] = OutputFormat.table,
     fail_on: Annotated[
-        Severity | None,
+        SeverityChoice | None,
         typer.Option(
             "--fail-on",
             help="Exit 1 when a finding at or above this severity remains.",
@@ -126,16 +140,18 @@ def audit(
 
     Examples:
 
+    \b
       opskit ports audit -f compose.yaml
-
       opskit ports audit -f compose.yaml -f compose.prod.yaml --env-file prod.env --no-runtime
-
       opskit ports audit --runtime --format json
-
       opskit ports audit -f compose.yaml --no-runtime --format sarif > ports.sarif
-
       opskit ports audit -f compose.yaml --fail-on high --firewall ufw
     """
+    with starting_up():
+        from opskit.actions.audit_ports import AuditRequest, run_audit_ports
+        from opskit.config.load import load_config
+        from opskit.ports import report, sarif
+        from opskit.ports.model import Severity
     policy = load_config(config).ports
     firewalls = None
     if firewall is not FirewallChoice.auto:
@@ -156,7 +172,7 @@ def audit(
         render.print_json(sarif.sarif_document(result.findings))
     else:
         _print_table(result)
-    if fail_on is not None and result.fails(fail_on):
+    if fail_on is not None and result.fails(Severity(fail_on.value)):
         raise typer.Exit(1)
 
 
@@ -167,13 +183,17 @@ def _where(finding: Finding) -> str:
 
 
 def _print_table(result: AuditResult) -> None:
+    from rich.table import Table
+
+    from opskit.ports.model import Severity
+
     if result.findings:
         table = Table(show_lines=False, pad_edge=False)
         for column in ("severity", "rule", "where", "message"):
             table.add_column(column, overflow="fold")
         for finding in result.findings:
             table.add_row(
-                f"[{_SEVERITY_STYLES[finding.severity]}]{finding.severity}[/]",
+                f"[{_SEVERITY_STYLES[finding.severity.value]}]{finding.severity}[/]",
                 finding.rule,
                 _where(finding),
                 finding.message,

@@ -1,4 +1,9 @@
-"""Rendering results for people: tables, sizes, progress bars, notices. Only the CLI uses this."""
+"""Rendering results for people: tables, sizes, progress bars, notices. Only the CLI uses this.
+
+It imports rich, structlog, the events and the run context only when a command first renders
+or runs something, so that the CLI's help loads none of them: `stdout` and `stderr` (rich
+consoles) are made on first use.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +12,41 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
+from opskit import log
 
-from opskit import events, log, untrusted
-from opskit.actions.context import RunContext
-from opskit.config.encryption import Encryption
-from opskit.config.schema import Config
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
-_events_log = structlog.get_logger("opskit.events")
+    from opskit import events
+    from opskit.actions.context import RunContext
+    from opskit.config.encryption import Encryption
+    from opskit.config.schema import Config
 
-# Piped output must not be cut to 80 columns: scripts grep and awk it.
-stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+_consoles: dict[str, Console] = {}
+_events_log = log.get_logger("opskit.events")
+
+
+def __getattr__(name: str) -> Console:
+    """`render.stdout` and `render.stderr`: the rich consoles, made on first use."""
+    if name in ("stdout", "stderr"):
+        return _console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _console(name: str) -> Console:
+    if name not in _consoles:
+        from rich.console import Console
+
+        if name == "stdout":
+            # Piped output must not be cut to 80 columns: scripts grep and awk it.
+            width = None if sys.stdout.isatty() else 400
+            _consoles[name] = Console(highlight=False, soft_wrap=True, width=width)
+        else:
+            _consoles[name] = Console(stderr=True, highlight=False, soft_wrap=True)
+    return _consoles[name]
 
 
 def print_json(document: Any) -> None:
@@ -40,7 +56,7 @@ def print_json(document: Any) -> None:
 
 def notice(message: str) -> None:
     """A one-line notice for people, on stderr (stdout stays for results)."""
-    stderr.print(message, markup=False)
+    _console("stderr").print(message, markup=False)
 
 
 def event(happened: events.Event) -> None:
@@ -63,6 +79,8 @@ def event(happened: events.Event) -> None:
 
 def progress_callback(bar: Bar, context: RunContext) -> Callable[[int], None]:
     """The bar when it is shown; else progress events every 10 s (in the logs, with -v)."""
+    from opskit import events
+
     if bar.shown:
         return bar.advance
     return events.progress_reporter(context.emit, bar.description)
@@ -70,11 +88,15 @@ def progress_callback(bar: Bar, context: RunContext) -> Callable[[int], None]:
 
 def run_context(config: Config, identity_file: Path | None = None) -> RunContext:
     """The run context of one CLI command: its events rendered by `event`."""
+    from opskit.actions.context import RunContext
+
     return RunContext(config, event, identity_file)
 
 
 def encryption(recipients: list[str] | None, recipients_file: Path | None) -> Encryption:
     """--encrypt-to and --encrypt-to-file as an encryption setting (checked by the action)."""
+    from opskit.config.encryption import Encryption
+
     return Encryption.model_construct(
         recipients=list(recipients or []),
         recipients_file=str(recipients_file) if recipients_file else None,
@@ -87,6 +109,8 @@ def printable(text: str) -> str:
     with control characters escaped (`\\x1b`, `\\n`): it cannot recolour or rewrite the
     terminal. Apply it to every such value in tables and messages (not in `--json`, whose
     encoder escapes them already)."""
+    from opskit import untrusted  # (and yaml): not for help
+
     return untrusted.printable(text)
 
 
@@ -124,13 +148,22 @@ def progress_bar(description: str, enabled: bool) -> Iterator[Bar]:
     if not enabled or not sys.stdout.isatty():
         yield Bar(None, None, description)
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeElapsedColumn(),
-        console=stderr,
+        console=_console("stderr"),
         transient=True,
     ) as progress:
         yield Bar(progress, progress.add_task(description, total=None), description)

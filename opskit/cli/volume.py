@@ -5,19 +5,12 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from opskit import errors
-from opskit.actions.backup import BackupManyRequest, BackupOptions, run_backups
-from opskit.actions.backup_set import FAILED, SKIPPED, SetOutcome, SourceOutcome
-from opskit.actions.list_backups import run_list_backups
-from opskit.actions.recover import RecoverRequest, run_recover
-from opskit.actions.restore import RestoreRequest, RestoreResult, run_restore
-from opskit.actions.restore_snapshot import SnapshotRestoreRequest, run_restore_snapshot
+from opskit.__main__ import starting_up
 from opskit.cli import render
 from opskit.cli.options import (
     ConfigOption,
@@ -29,20 +22,26 @@ from opskit.cli.options import (
     JsonOption,
     WaitOption,
 )
-from opskit.config.load import load_config
-from opskit.config.schema import Config
-from opskit.repository import filters
-from opskit.repository.catalog import BackupRecord
+
+# Each command imports what it runs when it runs (see opskit/__main__.py): help loads none of it.
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from opskit.actions.backup_set import SetOutcome, SourceOutcome
+    from opskit.actions.restore import RestoreResult
+    from opskit.actions.restore_snapshot import SnapshotRestoreRequest
+    from opskit.config.schema import Config
+    from opskit.repository.catalog import BackupRecord
 
 app = typer.Typer(
+    rich_markup_mode=None,  # click's plain help: rich's costs 0.27 s of start-up (issue 13)
     help="""Back up, list and restore Docker volumes and bind-mounted host directories.
 
     Examples:
 
+    \b
       opskit volume backup pgdata --to /var/backups/opskit
-
       opskit volume list --from /var/backups/opskit
-
       opskit volume restore pgdata --from /var/backups/opskit --into pgdata-check
     """,
     no_args_is_help=True,
@@ -149,19 +148,19 @@ def backup(
 
     Examples:
 
+    \b
       opskit volume backup pgdata --to /var/backups/opskit
-
       opskit volume backup pgdata --to s3://ops-backups/docker --stop-containers --tag nightly
-
       opskit volume backup pgdata uploads /srv/app/config --json
-
       opskit volume backup --all --label com.example.tier=db --stop-containers
-
       opskit volume backup pgdata --to s3://ops-backups/docker --encrypt-to age1ql3z7h…
     """
     if not sources and not all_volumes:
         raise typer.BadParameter("name a volume or path to back up, or pass --all",
                                  param_hint="SOURCES")  # fmt: skip
+    with starting_up():
+        from opskit.actions.backup import BackupManyRequest, BackupOptions, run_backups
+        from opskit.config.load import load_config
     config = load_config(config_path)
     request = BackupManyRequest(
         sources=sources or [],
@@ -218,6 +217,8 @@ def _print_record(record: BackupRecord | None) -> None:
 
 def _print_outcomes(outcomes: list[SourceOutcome]) -> None:
     """One line per source backed up or skipped (stdout); failures go to stderr."""
+    from opskit.actions.backup_set import SKIPPED
+
     for item in outcomes:
         what = f"{item.source.kind} {render.printable(item.source.name)}"
         if item.record is not None:
@@ -231,6 +232,8 @@ def _print_outcomes(outcomes: list[SourceOutcome]) -> None:
 
 def _exit_on_failures(result: SetOutcome) -> None:
     """Print one `error:` line per failed source and per error of the run; exit 1 if any."""
+    from opskit.actions.backup_set import FAILED
+
     lines = []
     for item in result.outcomes:
         if item.status == FAILED:
@@ -263,13 +266,19 @@ def list_backups(
 
     Examples:
 
+    \b
       opskit volume list --from /var/backups/opskit
-
       opskit volume list --from s3://ops-backups/docker --volume pgdata --json
     """
+    with starting_up():
+        from opskit.actions.list_backups import run_list_backups
+        from opskit.config.load import load_config
+        from opskit.repository import filters
     config = load_config(config_path)
     location = resolve_location(from_, config)
-    records = filters.filter_listing(_list(location, config, volume), tag or [], snapshot)
+    with render.run_context(config) as context:
+        listing = run_list_backups(location, context, volume)
+    records = filters.filter_listing(listing, tag or [], snapshot)
     for problem in records.problems:
         render.notice(f"passed over damaged backup metadata {problem}")
     if json_output:
@@ -288,6 +297,9 @@ def _stages(record: BackupRecord) -> str:
 
 
 def _records_table(records: list[BackupRecord]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=None, pad_edge=False)
     columns = ("ID", "SOURCE", "KIND", "CREATED", "SIZE", "COMPRESSION", "TAR", "TAGS", "VERIFIED")
     for column in columns:
@@ -370,16 +382,17 @@ def restore(
 
     Examples:
 
+    \b
       opskit volume restore pgdata --from /var/backups/opskit
-
       opskit volume restore pgdata --from /var/backups/opskit --force --stop-containers
-
       opskit volume restore pgdata --from /var/backups/opskit --backup pgdata-20261126T095132Z-1a2b
-
       opskit volume restore pgdata --from s3://ops-backups/docker --into pgdata-check
-
       opskit volume restore --snapshot shop-20261126T095132Z-1a2b --force --stop-containers
     """
+    with starting_up():
+        from opskit.actions.restore import RestoreRequest, run_restore
+        from opskit.actions.restore_snapshot import SnapshotRestoreRequest
+        from opskit.config.load import load_config
     config = load_config(config_path)
     if snapshot is not None:
         if source is not None or into is not None or backup_id != "latest":
@@ -435,6 +448,8 @@ def restore(
 def _restore_snapshot(
     request: SnapshotRestoreRequest, config: Config, json_output: bool, identity: Path | None
 ) -> None:
+    from opskit.actions.restore_snapshot import run_restore_snapshot
+
     with render.run_context(config, identity) as context:
         result = run_restore_snapshot(request, context)
     if json_output:
@@ -498,12 +513,14 @@ def recover(
 
     Examples:
 
+    \b
       opskit volume recover pgdata
-
       opskit volume recover /srv/app/uploads --wait 600
-
       opskit volume recover pgdata --stop-containers
     """
+    with starting_up():
+        from opskit.actions.recover import RecoverRequest, run_recover
+        from opskit.config.load import load_config
     config = load_config(config_path)
     request = RecoverRequest(
         target=target,
@@ -520,8 +537,3 @@ def recover(
     render.stdout.print(
         result.done or f"nothing to recover in {result.target_kind} {result.target}", markup=False
     )
-
-
-def _list(location: str, config: Config, volume: str | None):
-    with render.run_context(config) as context:
-        return run_list_backups(location, context, volume)

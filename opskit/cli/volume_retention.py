@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from opskit import errors
-from opskit.actions.delete import DeleteRequest, DeleteResult, run_delete
-from opskit.actions.prune import PruneRequest, PruneResult, run_prune
+from opskit.__main__ import starting_up
 from opskit.cli import render, volume
 from opskit.cli.options import ConfigOption, FromOption, JsonOption
-from opskit.config.load import load_config
-from opskit.config.schema import Config
-from opskit.repository import retention
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from opskit.actions.delete import DeleteResult
+    from opskit.actions.prune import PruneResult
+    from opskit.config.schema import Config
 
 app = volume.app
 
@@ -74,12 +75,15 @@ def prune(
 
     Examples:
 
+    \b
       opskit volume prune --from /var/backups/opskit --keep-daily 7 --keep-weekly 4 --dry-run
-
       opskit volume prune --from s3://ops-backups/docker --keep-last 3 --keep-monthly 12
-
       opskit volume prune --volume pgdata --keep-within 30d --keep-tag release --json
     """
+    with starting_up():
+        from opskit.actions.prune import PruneRequest, run_prune
+        from opskit.config.load import load_config
+        from opskit.repository import retention
     config = load_config(config_path)
     policy = retention.Policy(
         last=keep_last,
@@ -150,6 +154,9 @@ def _print_prune(result: PruneResult) -> None:
 
 
 def _prune_table(result: PruneResult) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=None, pad_edge=False)
     for column in ("ID", "SOURCE", "CREATED", "ACTION", "REASONS"):
         table.add_column(column, no_wrap=column in ("ID", "CREATED", "ACTION"))
@@ -183,10 +190,13 @@ def delete(
 
     Examples:
 
+    \b
       opskit volume delete pgdata-20261126T095132Z-1a2b --from /var/backups/opskit
-
       opskit volume delete pgdata-20261126T095132Z-1a2b --from s3://ops-backups/docker --yes
     """
+    with starting_up():
+        from opskit.actions.delete import DeleteRequest, run_delete
+        from opskit.config.load import load_config
     config = load_config(config_path)
     if not yes and not sys.stdin.isatty():
         raise errors.UsageError(

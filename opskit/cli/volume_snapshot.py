@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from opskit.actions.snapshot import SnapshotRequest, SnapshotResult, run_snapshot
+from opskit.__main__ import starting_up
 from opskit.cli import render
 from opskit.cli.options import (
     ConfigOption,
@@ -24,8 +24,13 @@ from opskit.cli.volume import (
     app,
     resolve_location,
 )
-from opskit.config.load import load_config
-from opskit.repository.snapshots import DEFAULT_TAG
+
+if TYPE_CHECKING:
+    from opskit.actions.snapshot import SnapshotResult
+
+# opskit.repository.snapshots.DEFAULT_TAG, written out so that help imports no repository code
+# (tests/unit/cli/test_startup.py keeps the two equal).
+DEFAULT_TAG = "pre-upgrade"
 
 
 @app.command("snapshot")
@@ -73,10 +78,13 @@ def snapshot(
 
     Examples:
 
+    \b
       opskit volume snapshot --project shop --to /var/backups/opskit --stop-containers
-
       opskit volume snapshot --project shop --tag before-v2 --include-binds --json
     """
+    with starting_up():
+        from opskit.actions.snapshot import SnapshotRequest, run_snapshot
+        from opskit.config.load import load_config
     config = load_config(config_path)
     request = SnapshotRequest(
         project=project,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import shlex
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from opskit import errors
-from opskit.actions.verify import BackupVerification, VerifyRequest, VerifyResult, run_verify
+from opskit.__main__ import starting_up
 from opskit.cli import render
 from opskit.cli.options import (
     ConfigOption,
@@ -24,7 +24,9 @@ from opskit.cli.volume import (
     app,
     resolve_location,
 )
-from opskit.config.load import load_config
+
+if TYPE_CHECKING:
+    from opskit.actions.verify import BackupVerification, VerifyResult
 
 SHOWN_DIFFERENCES = 10
 
@@ -88,13 +90,15 @@ def verify(
 
     Examples:
 
+    \b
       opskit volume verify --from /var/backups/opskit
-
       opskit volume verify --from /var/backups/opskit --volume pgdata --backup all
-
       opskit volume verify --from s3://ops-backups/docker --volume pgdata --check-image
       postgres:16 --check-user postgres --check-cmd "pg_checksums --check -D /data"
     """
+    with starting_up():
+        from opskit.actions.verify import VerifyRequest, run_verify
+        from opskit.config.load import load_config
     config = load_config(config_path)
     try:
         command = shlex.split(check_cmd) if check_cmd else []

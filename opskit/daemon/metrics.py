@@ -24,7 +24,6 @@ import time
 import typing
 from collections.abc import Iterator
 
-import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import MetricsHandler
@@ -32,9 +31,10 @@ from prometheus_client.registry import Collector
 
 from opskit import errors
 from opskit.daemon.report import JobReport
+from opskit.log import get_logger
 from opskit.untrusted import printable
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 SOURCE_LABELS = ("job", "source")
 JOB_LABELS = ("job",)

@@ -18,13 +18,12 @@ import urllib.parse
 import urllib.request
 from collections.abc import Collection
 
-import structlog
-
 from opskit import __version__, errors
 from opskit.daemon.report import FAILURE, JobReport
+from opskit.log import get_logger
 from opskit.untrusted import printable
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 FAILURE_EVENT, RECOVERY_EVENT = "failure", "recovery"
 EVENTS = (FAILURE_EVENT, RECOVERY_EVENT)

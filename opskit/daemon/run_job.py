@@ -12,8 +12,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import structlog
-
 from opskit import errors, events
 from opskit.actions.backup import BackupManyRequest, run_backups
 from opskit.actions.backup_set import BACKED_UP
@@ -25,10 +23,11 @@ from opskit.config.encryption import Encryption
 from opskit.config.jobs import Job
 from opskit.config.schema import Config
 from opskit.daemon.report import JobReport, SourceReport
+from opskit.log import get_logger
 from opskit.repository import catalog
 from opskit.volume_ops.back_up import BackupOptions
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 JOB_TAG = "scheduled"  # every backup a job makes has it, besides the job's own tags
 

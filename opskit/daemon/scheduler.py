@@ -38,8 +38,9 @@ from opskit.daemon.metrics import JobMetrics, MetricsServer
 from opskit.daemon.notifications import Notifier
 from opskit.daemon.report import JobReport
 from opskit.daemon.run_job import run_job
+from opskit.log import get_logger
 
-log = structlog.get_logger("opskit.daemon")
+log = get_logger("opskit.daemon")
 
 DEFAULT_STATE_FILE = Path("/var/lib/opskit/daemon-state.json")
 TICK_SECONDS = 0.5  # how often the idle loop looks at the clock and the reload flag

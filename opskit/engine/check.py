@@ -9,15 +9,15 @@ from dataclasses import dataclass
 import docker.errors
 import docker.types
 import requests.exceptions
-import structlog
 
 from opskit import errors
 from opskit.engine import orphans
 from opskit.engine.client import Engine, create_container, translated_errors
 from opskit.engine.volumes import HELPER_LABEL
+from opskit.log import get_logger
 from opskit.process_owner import owner_label
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 CHECK_LABEL = "io.opskit.check"
 # The last lines of the check's output kept for the report, each cut to this many characters.

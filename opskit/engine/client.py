@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import docker
 import docker.errors
 import requests.exceptions
-import structlog
 
 from opskit import errors, signals
+from opskit.log import Logger, get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # A helper container's start and exit are quick; a big get/put_archive is not.
 API_TIMEOUT_SECONDS = 600
@@ -124,7 +124,7 @@ def engine_lost(exc: BaseException) -> bool:
     return isinstance(exc, docker.errors.DockerException) and "Connection" in str(exc)
 
 
-def cleanup_failed(logger: structlog.typing.FilteringBoundLogger, event: str, exc: BaseException,
+def cleanup_failed(logger: Logger, event: str, exc: BaseException,
                    **fields: object) -> None:  # fmt: skip
     """Log a failed cleanup step: an error, or debug if the engine was lost (`engine_lost`)."""
     (logger.debug if engine_lost(exc) else logger.error)(event, error=str(exc), **fields)

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 
 import docker.errors
 import docker.types
-import structlog
 
 from opskit import errors
 from opskit.engine import orphans, tar_flavour
 from opskit.engine.client import Engine, cleanup_failed, create_container, translated_errors
 from opskit.engine.volumes import HELPER_LABEL, DataSource
+from opskit.log import get_logger
 from opskit.process_owner import owner_label
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # The helper waits for exec commands; removal kills it, so the length only bounds a leak.
 IDLE_COMMAND = ["sleep", "2147483647"]

@@ -14,14 +14,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-import structlog
-
 from opskit import errors
 from opskit.engine.client import Engine, translated_errors
 from opskit.engine.helper import BoundedOutput
 from opskit.engine.volumes import ContainerRef
+from opskit.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 PRE_LABEL = "opskit.backup.pre"
 POST_LABEL = "opskit.backup.post"

@@ -20,16 +20,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import docker.errors
-import structlog
 
 from opskit import errors, events, signals
 from opskit.engine.client import Engine, cleanup_failed, translated_errors
 from opskit.engine.helper import ensure_image
 from opskit.engine.orphans import LOCK_LABEL, OWNER_LABEL
 from opskit.engine.volumes import DataSource
+from opskit.log import get_logger
 from opskit.process_owner import owner_is_alive, owner_label
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 OPERATION_LABEL = "io.opskit.operation"
 SINCE_LABEL = "io.opskit.since"

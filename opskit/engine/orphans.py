@@ -8,13 +8,13 @@ for the deaths nothing can catch.
 from __future__ import annotations
 
 import docker.errors
-import structlog
 
 from opskit.engine.client import Engine, translated_errors
 from opskit.engine.volumes import HELPER_LABEL
+from opskit.log import get_logger
 from opskit.process_owner import owner_is_alive
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 OWNER_LABEL = "io.opskit.owner"
 SCRATCH_LABEL = "io.opskit.scratch"  # a verify's scratch volume

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
 from opskit.engine import client
+from opskit.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_SERVICE = "com.docker.compose.service"

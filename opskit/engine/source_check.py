@@ -21,13 +21,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import structlog
-
 from opskit.engine import tar_flavour
 from opskit.engine.helper import HelperSession
+from opskit.log import get_logger
 from opskit.untrusted import printable
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ACL_ATTRIBUTES = ("system.posix_acl_access", "system.posix_acl_default")
 CAPABILITY_ATTRIBUTE = "security.capability"

@@ -13,13 +13,13 @@ removed after the start. The next opskit command on this host that stops or insp
 from __future__ import annotations
 
 import docker.errors
-import structlog
 
 from opskit.engine.client import Engine, create_container, translated_errors
 from opskit.engine.orphans import OWNER_LABEL
+from opskit.log import get_logger
 from opskit.process_owner import owner_is_alive, owner_label
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 STOPPED_LABEL = "io.opskit.stopped"  # value: the id of the container opskit stopped
 STOPPED_NAME_LABEL = "io.opskit.stopped.name"

@@ -38,16 +38,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker.types
-import structlog
 
 from opskit import errors
 from opskit.engine import source_check, tar_flavour
 from opskit.engine.client import Engine, translated_errors
 from opskit.engine.helper import GNU_TAR_IMAGE, ExecResult, HelperSession, RunningExec
+from opskit.log import get_logger
 from opskit.process_owner import owner_in_name, owner_is_alive, owner_token
 from opskit.untrusted import printable
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 TRANSFER_MODES = ("auto", "fifo", "archive-api")
 CHUNK_SIZE = 1 << 20

@@ -6,37 +6,15 @@ import os
 from dataclasses import dataclass, field
 
 import docker.errors
-import structlog
 
 from opskit import errors
 from opskit.engine.client import Engine, translated_errors
+from opskit.engine.source import DataSource
+from opskit.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 HELPER_LABEL = "io.opskit.helper"
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """A volume name or an absolute host path (the source of a bind mount)."""
-
-    kind: str  # "volume" or "path"
-    name: str
-
-    @classmethod
-    def parse(cls, text: str) -> DataSource:
-        """Text with a `/` (or a leading `.`/`~`) is a host path, made absolute; else a volume."""
-        if "/" in text or text.startswith((".", "~")):
-            path = os.path.abspath(os.path.expanduser(text))
-            if path == "/":
-                raise errors.UsageError("refusing / as a data path", "name a directory below it")
-            return cls("path", path)
-        if not text:
-            raise errors.UsageError("empty volume name")
-        return cls("volume", text)
-
-    def describe(self) -> str:
-        return f"volume {self.name}" if self.kind == "volume" else f"path {self.name}"
 
 
 @dataclass

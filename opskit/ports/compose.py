@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from opskit import errors, untrusted
+from opskit.log import get_logger
 from opskit.ports import interpolate, spec, yaml12
 from opskit.ports.model import Finding, Location, Mapping, Severity
 from opskit.ports.yaml12 import RESET, LineDict, LineList, Override
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Real compose files are kilobytes. The bound keeps a wrong or hostile file from filling the
 # memory before the YAML loader's own bound (`yaml12.MAX_NODES`) can apply.

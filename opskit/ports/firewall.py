@@ -7,9 +7,9 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import structlog
+from opskit.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 FIREWALLS = ("ufw", "firewalld")
 

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
-
 from opskit import errors, untrusted
 from opskit.archive.pipeline import SUFFIXES
+from opskit.log import get_logger
 from opskit.repository import index as record_index
 from opskit.storage.base import ObjectInfo, Storage, check_name
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 METADATA_SUFFIX = ".json"
 AGE_SUFFIX = ".age"

@@ -19,12 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from opskit import errors, untrusted
+from opskit.log import get_logger
 from opskit.storage.base import ObjectInfo, Storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 INDEX_NAME = "index/records.json"
 INDEX_FORMAT = 1

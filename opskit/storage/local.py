@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-import structlog
-
 from opskit import errors, untrusted
+from opskit.log import get_logger
 from opskit.process_owner import owner_in_name, owner_is_alive, owner_token
 from opskit.storage.base import ObjectInfo, ObjectWriter, Storage, check_name
 
@@ -27,7 +26,7 @@ PARTIAL_PREFIX = ".opskit-partial-"
 SYNC_EVERY = 64 << 20
 PRIVATE_DIRECTORY_MODE = 0o700
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def classify_os_error(exc: OSError, what: str) -> errors.OpskitError:

@@ -7,17 +7,16 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-import structlog
-
 from opskit import __version__, errors, events
 from opskit.archive import age, stage_list
 from opskit.archive.pipeline import ArchiveWriter, ProgressCallback
 from opskit.engine import client, helper, transfer, volumes
+from opskit.log import get_logger
 from opskit.repository import catalog
 from opskit.storage.base import Storage
 from opskit.volume_ops import journal, staging
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 SOURCE_MOUNT_POINT = "/source"
 

@@ -21,12 +21,11 @@ import json
 import re
 from dataclasses import asdict, dataclass
 
-import structlog
-
 from opskit import errors
 from opskit.engine import helper
+from opskit.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 JOURNAL_NAME = ".opskit-journal"
 JOURNAL_TEMP_NAME = JOURNAL_NAME + ".tmp"

@@ -12,8 +12,6 @@ import secrets
 import shlex
 from dataclasses import dataclass
 
-import structlog
-
 from opskit import errors, signals
 from opskit.archive import stage_list
 from opskit.archive.pipeline import (
@@ -28,12 +26,13 @@ from opskit.archive.tar_root import TarWatcher
 from opskit.archive.threads import ReadAhead
 from opskit.engine import helper, tar_flavour, transfer
 from opskit.engine.client import cleanup_failed
+from opskit.log import get_logger
 from opskit.repository import catalog
 from opskit.storage.base import Storage
 from opskit.volume_ops import journal
 from opskit.volume_ops.journal import Journal
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 TARGET_MOUNT_POINT = "/target"
 # tar messages that blame the target, not the archive.

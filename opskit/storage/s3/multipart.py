@@ -9,13 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 import botocore.exceptions
-import structlog
 
 from opskit import errors
+from opskit.log import get_logger
 from opskit.storage.s3.buffers import PartBody, sha256_base64
 from opskit.storage.s3.failures import Where, classify_error
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Answers to an UploadPart without the part's ETag tolerated before giving up (each request is
 # retried by botocore as well for errors it recognises).

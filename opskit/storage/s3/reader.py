@@ -7,14 +7,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
-import structlog
 
+from opskit.log import get_logger
 from opskit.storage.s3.failures import Where, classify_error
 
 if TYPE_CHECKING:
     from opskit.storage.s3.store import S3Storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # A download interrupted mid-stream is resumed from where it stopped (a ranged GET), this often.
 MAX_READ_RESUMES = 5

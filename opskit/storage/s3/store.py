@@ -17,10 +17,10 @@ import boto3
 import botocore.config
 import botocore.exceptions
 import botocore.session
-import structlog
 
 from opskit import __version__, errors
 from opskit.config.targets import TargetConfig
+from opskit.log import get_logger
 from opskit.process_owner import owner_is_alive
 from opskit.storage.base import ObjectInfo, ObjectWriter, Storage, check_name
 from opskit.storage.s3.failures import Where, classify_error, error_code, one_line
@@ -32,7 +32,7 @@ from opskit.storage.s3.writer import (
     parse_staging_directory_name,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Retries for throttling, 5xx and connection resets: botocore's "standard" mode (exponential
 # backoff with jitter, a retry quota) with 10 attempts in all instead of its default 3. The

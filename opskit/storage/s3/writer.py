@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-import structlog
-
 from opskit import errors
+from opskit.log import get_logger
 from opskit.process_owner import owner_in_name, owner_token
 from opskit.storage.base import ObjectWriter
 from opskit.storage.s3.buffers import PartBody, PartBuffer, sha256_base64
@@ -32,7 +31,7 @@ from opskit.storage.s3.plan import MAX_PARTS, MiB, PartPlan, concurrency_for
 if TYPE_CHECKING:
     from opskit.storage.s3.store import S3Storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Staging objects live here, below the target's prefix, in a directory named after their owner
 # and creation time, so that a later run can remove those of a writer that was killed.
