@@ -8,6 +8,7 @@ about a second.
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -52,7 +53,20 @@ class ExecResult:
 
     def last_line(self) -> str:
         lines = [line for line in self.output.strip().splitlines() if line.strip()]
-        return lines[-1].strip() if lines else f"exit code {self.exit_code}"
+        return lines[-1].strip() if lines else self.describe_exit()
+
+    def describe_exit(self) -> str:
+        """The exit code, and the signal it stands for (a shell's 128+N), e.g. a `docker kill`."""
+        number = self.exit_code - 128
+        if number in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+            name = signal.Signals(number).name
+            why = (
+                " (the helper container was killed, or ran out of memory)"
+                if name == "SIGKILL"
+                else ""
+            )
+            return f"killed by {name}, exit code {self.exit_code}{why}"
+        return f"exit code {self.exit_code}"
 
     def first_error_line(self) -> str:
         """Return the first line that states an error (e.g. "tar: ./file: No such file or

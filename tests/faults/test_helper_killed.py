@@ -15,6 +15,7 @@ from tests.faults.harness import (
     journal_phase,
     last_error_line,
     opskit_entries,
+    partial_bytes_at_least,
     phase_reached,
     run_ok,
     staged_bytes_at_least,
@@ -48,6 +49,27 @@ def _kill_helper_when(docker_client, process, event, volume: str, what: str):
     else:
         pytest.fail(f"no helper container mounts {volume} at {what}")
     return finish(process, timeout=60)
+
+
+def test_a_helper_killed_mid_backup_lists_nothing_and_leaves_nothing(
+    docker_client, source, tmp_path
+):
+    store = tmp_path / "store"
+    process = start_opskit("volume", "backup", source, "--to", str(store))
+    result = _kill_helper_when(
+        docker_client, process, partial_bytes_at_least(store, 2 * MiB), source, "the archive grew"
+    )
+    if result.returncode == 0:
+        # The tar had written its last byte into the pipe before the kill: the backup is whole,
+        # as it says, and its drill passes.
+        assert [record["source"] for record in assert_store_is_whole(store)] == [source]
+        run_ok("volume", "verify", "--from", str(store), "--volume", source)
+    else:
+        line = last_error_line(result)
+        assert "killed by SIGKILL" in line, line
+        assert assert_store_is_whole(store) == []  # no partial backup, no partial file
+        assert "no backups in" in run_ok("volume", "list", "--from", str(store)).stderr
+    assert engine_leftovers(docker_client, source) == []
 
 
 def test_a_helper_killed_mid_unpack_leaves_the_targets_entries_and_the_next_run_cleans(

@@ -189,6 +189,34 @@ def test_sigterm_during_a_backup_in_flight_leaves_no_partial_backup(
     assert not (tmp_path / "daemon.json").exists(), "an interrupted run was recorded as a run"
 
 
+def test_sigkill_during_a_backup_in_flight_is_cleaned_by_the_next_commands(
+    docker_client, resources, daemons, unique_name, tmp_path
+):
+    """SIGKILL leaves what the run had made; the next `list` of the store removes its partial
+    file, and the next command on the engine its helper and lock."""
+    volume = resources.volume(f"{unique_name}-big")
+    trees.populate_random(docker_client, volume, megabytes=160, files=2)
+    store = tmp_path / "store"
+    config = config_file(tmp_path, job("big", volume, store, verify=True))
+    daemon = daemons.start(config, tmp_path / "daemon.json")
+
+    def bytes_in_flight() -> bool:
+        partials = list(store.glob(f"{PARTIAL_PREFIX}*")) if store.is_dir() else []
+        return any(path.stat().st_size > 0 for path in partials if path.exists())
+
+    daemon.wait(bytes_in_flight, 60, "the archive's bytes arriving in the store")
+    daemon.send(signal.SIGKILL)
+    assert daemon.wait_exit() == -signal.SIGKILL
+
+    assert list_backups(store) == []  # and the partial file is gone
+    assert assert_store_is_whole(store) == []
+    small = small_volume(resources, docker_client, f"{unique_name}-next")
+    backed_up = run_opskit("volume", "backup", small, "--to", str(tmp_path / "other"))
+    assert backed_up.returncode == 0, describe(backed_up)
+    assert leftovers_of(docker_client, daemon.pid) == [], daemon.describe()
+    assert not (tmp_path / "daemon.json").exists(), "a killed run was recorded as a run"
+
+
 def test_sigterm_during_the_restore_drill_removes_its_scratch_volume(
     docker_client, resources, daemons, unique_name, tmp_path
 ):
