@@ -58,10 +58,15 @@ GNU_CREATE_OPTIONS = (
     "--selinux",
 )
 # Extract: -B because the archive comes through a FIFO (without it, 1 restore in 5 failed with
-# "Unaligned block"); every xattr (the default restores only user.*); owners and modes as stored;
-# no warning for the pre-1970 mtimes that the archive holds on purpose.
+# "Unaligned block"); -b 2048, 1 MiB records, because tar writes a file's data in pieces of at
+# most a record: 40 times fewer read and write calls than the default 10 KiB (issue 13; any
+# archive reads so, whatever record size wrote it); every xattr (the default restores only
+# user.*); owners and modes as stored; no warning for the pre-1970 mtimes that the archive holds
+# on purpose.
 GNU_EXTRACT_OPTIONS = (
     "-B",
+    "-b",
+    "2048",
     "--numeric-owner",
     "--same-owner",
     "--same-permissions",
