@@ -1,8 +1,9 @@
 """Rendering results for people: tables, sizes, progress bars, notices. Only the CLI uses this.
 
-It imports rich, structlog, the events and the run context only when a command first renders
-or runs something, so that the CLI's help loads none of them: `stdout` and `stderr` (rich
-consoles) are made on first use.
+It imports rich, the events and the run context only when a command first renders or runs
+something, so that the CLI's help loads none of them: `stdout` and `stderr` (rich consoles)
+are made on first use. It logs through `opskit.log`, which loads structlog at the first
+message shown.
 """
 
 from __future__ import annotations

@@ -60,11 +60,9 @@ class ExecResult:
         number = self.exit_code - 128
         if number in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
             name = signal.Signals(number).name
-            why = (
-                " (the helper container was killed, or ran out of memory)"
-                if name == "SIGKILL"
-                else ""
-            )
+            why = ""
+            if number == signal.SIGKILL:
+                why = " (the helper container was killed, or ran out of memory)"
             return f"killed by {name}, exit code {self.exit_code}{why}"
         return f"exit code {self.exit_code}"
 
