@@ -37,7 +37,7 @@ class RunContext:
         self.identity_file = age.identity_file_from(identity_file)
         self._identities: list[object] | None = None
         self._engines: dict[str | None, client.Engine] = {}
-        self._stores: dict[str, Storage] = {}
+        self._stores: dict[tuple[str, str | None], Storage] = {}
 
     def identities(self, location: str | None = None) -> list[object]:
         """The age identities of the run: from --identity or $OPSKIT_AGE_IDENTITY_FILE, else
@@ -72,11 +72,14 @@ class RunContext:
             self._engines[docker_host] = client.connect(docker_host)
         return self._engines[docker_host]
 
-    def store(self, location: str) -> Storage:
-        """Return the store at `location` (a path, a URL or a target name), opening it once."""
-        if location not in self._stores:
-            self._stores[location] = open_storage(location, self.config)
-        return self._stores[location]
+    def store(self, location: str, host: str | None = None) -> Storage:
+        """Return the store at `location` (a path, a URL or a target name), opening it once:
+        for a target with host prefixes, this machine's part of it, or `host`'s if given.
+        Raise `UsageError` as `open_storage` does."""
+        key = (location, host)
+        if key not in self._stores:
+            self._stores[key] = open_storage(location, self.config, host)
+        return self._stores[key]
 
     def helper_image(self, given: str | None = None) -> str:
         return given or self.config.helper_image

@@ -47,6 +47,7 @@ class PruneRequest:
     policy: retention.Policy
     volume: str | None = None  # a volume name or host path; None: every source
     dry_run: bool = False
+    host: str | None = None  # another host's part of a target with host prefixes
 
 
 @dataclass
@@ -113,9 +114,9 @@ def run_prune(
     """
     request.policy.check()
     now = now or catalog.utc_now()
-    storage = context.store(request.location)
+    storage = context.store(request.location, request.host)
     _check_directory(storage)
-    if not request.dry_run:
+    if not request.dry_run and request.host is None:  # never another host's in-progress files
         storage.remove_leftovers()
     source = DataSource.parse(request.volume).name if request.volume else None
     listing = catalog.list_records(storage, source)

@@ -51,6 +51,7 @@ class RestoreRequest:
     docker_host: str | None = None
     wait_seconds: float = 0.0  # for another run's lock on the target
     allow_devices: bool = False
+    host: str | None = None  # another host's part of a target with host prefixes
 
 
 @dataclass
@@ -106,8 +107,9 @@ def run_restore(
     (the message says how to finish it).
     """
     source = volumes.DataSource.parse(request.source)
-    storage = context.store(request.from_)
-    storage.remove_leftovers()  # partial files of killed runs
+    storage = context.store(request.from_, request.host)
+    if request.host is None:  # never another host's in-progress files
+        storage.remove_leftovers()  # partial files of killed runs
     engine = context.engine(request.docker_host)
     emit = context.emit
     record = catalog.find_record(storage, source.name, request.backup)

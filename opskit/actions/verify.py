@@ -68,6 +68,7 @@ class VerifyRequest:
     helper_image: str | None = None
     docker_host: str | None = None
     allow_devices: bool = False
+    host: str | None = None  # another host's part of a target with host prefixes
 
 
 @dataclass
@@ -138,8 +139,9 @@ def run_verify(request: VerifyRequest, context: RunContext) -> VerifyResult:
         raise errors.UsageError(
             "--check-image and --check-cmd go together", "give both, or neither"
         )
-    storage = context.store(request.from_)
-    storage.remove_leftovers()
+    storage = context.store(request.from_, request.host)
+    if request.host is None:  # never another host's in-progress files
+        storage.remove_leftovers()
     records = _chosen(storage, request)
     engine = context.engine(request.docker_host)
     if request.check_image:
@@ -303,6 +305,7 @@ def _restore(
         helper_image=request.helper_image,
         docker_host=request.docker_host,
         allow_devices=request.allow_devices,
+        host=request.host,
     )
     try:
         restored = run_restore(restore_request, context)

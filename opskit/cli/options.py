@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from opskit import errors
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
@@ -24,8 +26,18 @@ DockerHostOption = Annotated[
     str | None,
     typer.Option(
         "--docker-host",
-        envvar="DOCKER_HOST",
-        help="Engine address, e.g. unix:///var/run/docker.sock, tcp://host:2376, ssh://user@host.",
+        "-H",
+        help="Engine address, e.g. unix:///var/run/docker.sock, tcp://host:2376 (TLS from "
+        "DOCKER_TLS_VERIFY and DOCKER_CERT_PATH), ssh://user@host. Default: $DOCKER_HOST, "
+        "else $DOCKER_CONTEXT or the current Docker context, else the local socket.",
+        show_default=False,
+    ),
+]
+ContextOption = Annotated[
+    str | None,
+    typer.Option(
+        "--context",
+        help="Docker context to use (as `docker context ls` lists them), instead of --docker-host.",
         show_default=False,
     ),
 ]
@@ -74,3 +86,16 @@ IdentityOption = Annotated[
         show_default=False,
     ),
 ]
+
+# opskit.engine.client.CONTEXT_PREFIX, written out so that help loads no docker.
+CONTEXT_PREFIX = "context:"
+
+
+def engine_reference(docker_host: str | None, context: str | None) -> str | None:
+    """Given `--docker-host` and `--context`, return one engine reference: the address, or
+    `context:NAME` (None: the environment's engine). Raise `UsageError` if both are given."""
+    if docker_host and context:
+        raise errors.UsageError("--docker-host and --context name two engines", "give one of them")
+    if context:
+        return CONTEXT_PREFIX + context
+    return docker_host or None

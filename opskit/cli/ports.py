@@ -10,7 +10,7 @@ import typer
 
 from opskit.__main__ import starting_up
 from opskit.cli import render
-from opskit.cli.options import ConfigOption, DockerHostOption
+from opskit.cli.options import ConfigOption, ContextOption, DockerHostOption, engine_reference
 
 # The audit (compose parsing, rules, the engine) is imported by `audit` when it runs.
 if TYPE_CHECKING:
@@ -132,6 +132,7 @@ def audit(
         ),
     ] = FirewallChoice.auto,
     docker_host: DockerHostOption = None,
+    docker_context: ContextOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Find risky, colliding and drifting port mappings in compose files and on the engine.
@@ -162,7 +163,7 @@ def audit(
         env_files=list(env_files or []),
         project_name=project_name,
         runtime=runtime,
-        docker_host=docker_host,
+        docker_host=engine_reference(docker_host, docker_context),
         firewalls=firewalls,
     )
     result = run_audit_ports(request, policy)

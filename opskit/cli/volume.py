@@ -14,6 +14,7 @@ from opskit.__main__ import starting_up
 from opskit.cli import render
 from opskit.cli.options import (
     ConfigOption,
+    ContextOption,
     DockerHostOption,
     EncryptToFileOption,
     EncryptToOption,
@@ -21,6 +22,7 @@ from opskit.cli.options import (
     IdentityOption,
     JsonOption,
     WaitOption,
+    engine_reference,
 )
 
 # Each command imports what it runs when it runs (see opskit/__main__.py): help loads none of it.
@@ -57,6 +59,7 @@ class Compression(StrEnum):
 class TransferMode(StrEnum):
     auto = "auto"
     fifo = "fifo"
+    remote = "remote"
     archive_api = "archive-api"
 
 
@@ -65,8 +68,10 @@ TransferOption = Annotated[
     typer.Option(
         "--transfer",
         envvar="OPSKIT_TRANSFER",
-        help="How bytes move: fifo (local engine, fastest), archive-api (any engine, remote "
-        "too), auto (fifo when the engine is local).",
+        help="How bytes move: fifo (an engine on this machine, fastest), remote (any engine, "
+        "through the API connection), archive-api (the engine's archive endpoint, slow and "
+        "it blocks the helper), auto (fifo when the engine says it is on this machine, else "
+        "remote).",
     ),
 ]
 HelperImageOption = Annotated[
@@ -134,6 +139,7 @@ def backup(
     transfer: TransferOption = TransferMode.auto,
     helper_image: HelperImageOption = None,
     docker_host: DockerHostOption = None,
+    docker_context: ContextOption = None,
     wait: WaitOption = 0,
     encrypt_to: EncryptToOption = None,
     encrypt_to_file: EncryptToFileOption = None,
@@ -175,7 +181,7 @@ def backup(
             wait_seconds=wait,
         ),
         helper_image=helper_image,
-        docker_host=docker_host,
+        docker_host=engine_reference(docker_host, docker_context),
         encryption=render.encryption(encrypt_to, encrypt_to_file),
     )
     shown = sources[0] if sources and len(sources) == 1 else "volumes"
@@ -374,6 +380,7 @@ def restore(
     transfer: TransferOption = TransferMode.auto,
     helper_image: HelperImageOption = None,
     docker_host: DockerHostOption = None,
+    docker_context: ContextOption = None,
     wait: WaitOption = 0,
     identity: IdentityOption = None,
     config_path: ConfigOption = None,
@@ -406,7 +413,7 @@ def restore(
                 stop_containers=stop_containers,
                 transfer=transfer.value,
                 helper_image=helper_image,
-                docker_host=docker_host,
+                docker_host=engine_reference(docker_host, docker_context),
                 wait_seconds=wait,
                 allow_devices=allow_devices,
             ),
@@ -427,7 +434,7 @@ def restore(
         stop_containers=stop_containers,
         transfer=transfer.value,
         helper_image=helper_image,
-        docker_host=docker_host,
+        docker_host=engine_reference(docker_host, docker_context),
         wait_seconds=wait,
         allow_devices=allow_devices,
     )
@@ -504,6 +511,7 @@ def recover(
     json_output: JsonOption = False,
     helper_image: HelperImageOption = None,
     docker_host: DockerHostOption = None,
+    docker_context: ContextOption = None,
     wait: WaitOption = 0,
     config_path: ConfigOption = None,
 ) -> None:
@@ -525,7 +533,7 @@ def recover(
     request = RecoverRequest(
         target=target,
         helper_image=helper_image,
-        docker_host=docker_host,
+        docker_host=engine_reference(docker_host, docker_context),
         wait_seconds=wait,
         stop_containers=stop_containers,
     )

@@ -10,11 +10,13 @@ from opskit.__main__ import starting_up
 from opskit.cli import render
 from opskit.cli.options import (
     ConfigOption,
+    ContextOption,
     DockerHostOption,
     EncryptToFileOption,
     EncryptToOption,
     JsonOption,
     WaitOption,
+    engine_reference,
 )
 from opskit.cli.volume import (
     Compression,
@@ -66,6 +68,7 @@ def snapshot(
     transfer: TransferOption = TransferMode.auto,
     helper_image: HelperImageOption = None,
     docker_host: DockerHostOption = None,
+    docker_context: ContextOption = None,
     wait: WaitOption = 0,
     encrypt_to: EncryptToOption = None,
     encrypt_to_file: EncryptToFileOption = None,
@@ -95,7 +98,7 @@ def snapshot(
         compression=compress.value,
         transfer=transfer.value,
         helper_image=helper_image,
-        docker_host=docker_host,
+        docker_host=engine_reference(docker_host, docker_context),
         wait_seconds=wait,
         encryption=render.encryption(encrypt_to, encrypt_to_file),
     )

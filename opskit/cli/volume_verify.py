@@ -12,10 +12,12 @@ from opskit.__main__ import starting_up
 from opskit.cli import render
 from opskit.cli.options import (
     ConfigOption,
+    ContextOption,
     DockerHostOption,
     FromOption,
     IdentityOption,
     JsonOption,
+    engine_reference,
 )
 from opskit.cli.volume import (
     HelperImageOption,
@@ -81,6 +83,7 @@ def verify(
     transfer: TransferOption = TransferMode.auto,
     helper_image: HelperImageOption = None,
     docker_host: DockerHostOption = None,
+    docker_context: ContextOption = None,
     identity: IdentityOption = None,
     config_path: ConfigOption = None,
 ) -> None:
@@ -114,7 +117,7 @@ def verify(
         check_timeout=check_timeout,
         transfer=transfer.value,
         helper_image=helper_image,
-        docker_host=docker_host,
+        docker_host=engine_reference(docker_host, docker_context),
         allow_devices=allow_devices,
     )
     with render.run_context(config, identity) as context:

@@ -51,6 +51,7 @@ class Config(BaseModel):
                 "local": {"url": "/var/backups/opskit"},
                 "offsite": {
                     "url": "s3://acme-backups/prod",
+                    "host_prefix": True,
                     "endpoint_url": "https://s3.eu-central-1.amazonaws.com",
                     "storage_class": "STANDARD_IA",
                     "encryption": {

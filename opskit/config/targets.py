@@ -46,6 +46,14 @@ class TargetConfig(BaseModel):
         description="A local directory, or s3://bucket/prefix.",
         examples=["/var/backups/opskit", "s3://ops-backups/docker"],
     )
+    host_prefix: bool | None = Field(
+        default=None,
+        description="Keep this machine's backups under <url>/<host name>/, so that many hosts "
+        "share one target: each lists, restores and prunes its own, and can reach another's "
+        "by its host name. Default: true for s3:// urls, false for local directories. A bare "
+        "s3://bucket/prefix given instead of the target's name means that prefix exactly.",
+        examples=[True, False],
+    )
     endpoint_url: str | None = Field(
         default=None,
         description="S3 endpoint for S3-compatible stores (MinIO, R2, B2, ...). "
@@ -116,6 +124,12 @@ class TargetConfig(BaseModel):
             {"recipients": ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]}
         ],
     )
+
+    def uses_host_prefix(self) -> bool:
+        """Return whether this target keeps each host's backups under a prefix of its own."""
+        if self.host_prefix is not None:
+            return self.host_prefix
+        return self.url.startswith("s3://")
 
     @field_validator("part_size", mode="before")
     @classmethod

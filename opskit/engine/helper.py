@@ -153,7 +153,7 @@ class HelperSession:
             exec_id = api.exec_create(self.container_id, command, user="0:0")["Id"]
             for chunk in api.exec_start(exec_id, stream=True):
                 collected.add(chunk if isinstance(chunk, bytes) else str(chunk).encode())
-            exit_code = _exit_code(api, exec_id)
+            exit_code = exit_code_of(api, exec_id)
         text = collected.text()
         log.debug("helper.exec", command=command, exit_code=exit_code, output=text)
         return ExecResult(exit_code=exit_code if exit_code is not None else -1, output=text)
@@ -178,7 +178,7 @@ class HelperSession:
         return result
 
 
-def _exit_code(api: docker.APIClient, exec_id: str) -> int | None:
+def exit_code_of(api: docker.APIClient, exec_id: str) -> int | None:
     """The exec's exit code; the engine may record it a moment after the output ends."""
     for _ in range(100):
         state = api.exec_inspect(exec_id)

@@ -12,6 +12,7 @@ multipart upload). Each implementation classifies its own failures into `opskit.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,13 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Yield the committed objects whose names start with `prefix`, in name order."""
+
+    def list_directories(self) -> builtins.list[str]:
+        """Return the names of the directories directly below the root that hold committed
+        objects, sorted (S3 has no directories: the first parts of its names before a `/`).
+
+        The default derives them from `list()`; a store that can ask for them alone does."""
+        return sorted({info.name.split("/", 1)[0] for info in self.list() if "/" in info.name})
 
     @abc.abstractmethod
     def remove(self, name: str) -> None:

@@ -1,4 +1,6 @@
-"""Choosing the storage implementation from a location's scheme: the one place that does."""
+"""Choosing the store for a location: the implementation by its scheme, and a configured
+target's host prefix (each machine's part of a target a fleet shares). The one place that does.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +9,74 @@ from urllib.parse import urlparse
 
 from opskit import errors, untrusted
 from opskit.config.schema import Config
+from opskit.config.targets import TargetConfig
+from opskit.storage import hosts
 from opskit.storage.base import Storage
 from opskit.storage.local import LocalStorage
 
 
-def open_storage(location: str, config: Config | None = None) -> Storage:
+def open_storage(location: str, config: Config | None = None, host: str | None = None) -> Storage:
     """Given a location (a target name, a directory, file://..., s3://...), return its store.
 
-    Raise `UsageError` for an unknown scheme, and for a bare name (no `/`) that names no
-    configured target: a typo of a target's name must not write to a local folder.
+    A configured target with host prefixes (see `TargetConfig.host_prefix`) opens this
+    machine's part of it, or `host`'s if given; any other location is opened as it is.
+    Raise `UsageError` for an unknown scheme, for `host` given for a location without host
+    prefixes or not a host name, and for a bare name (no `/`) that names no configured target:
+    a typo of a target's name must not write to a local folder.
     """
     config = config or Config()
     target = config.resolve_target(location)
     if not any(target is named for named in config.targets.values()):
         _check_not_a_bare_name(location, config)
+    if uses_host_prefixes(location, config):
+        prefix = hosts.safe_host_name(host) if host is not None else hosts.this_host()
+        target = target.model_copy(update={"url": hosts.host_url(target.url, prefix)})
+    elif host is not None:
+        raise errors.UsageError(
+            f"{untrusted.printable(location)!r} has no host prefixes, so no host can be chosen",
+            "name a target with host prefixes (host_prefix: true), or give the host's own "
+            "directory or s3:// prefix as the location",
+        )
+    return _open_target(location, target)
+
+
+def uses_host_prefixes(location: str, config: Config | None = None) -> bool:
+    """Given a location, return whether it names a configured target with host prefixes.
+
+    Only a target's name does: a url or path given instead means that place exactly.
+    """
+    config = config or Config()
+    return location in config.targets and config.targets[location].uses_host_prefix()
+
+
+def fleet_hosts(location: str, config: Config | None = None) -> list[str]:
+    """Given a target with host prefixes, return the hosts with a prefix holding objects in
+    it, sorted (the directories directly below the target's url that can be host prefixes).
+
+    Raise `UsageError` if the location has no host prefixes, `NotFound` if the target is a
+    local directory that does not exist, and the store's errors as they come.
+    """
+    config = config or Config()
+    if not uses_host_prefixes(location, config):
+        raise errors.UsageError(
+            f"{untrusted.printable(location)!r} has no host prefixes to list",
+            "name a target with host prefixes (host_prefix: true)",
+        )
+    root = _open_target(location, config.targets[location])
+    try:
+        directory = root.local_directory()
+        if directory is not None and not directory.is_dir():
+            raise errors.NotFound(
+                f"backup directory {untrusted.printable(str(directory))} does not exist",
+                "check the target's url",
+            )
+        return [name for name in root.list_directories() if hosts.is_host_prefix(name)]
+    finally:
+        root.close()
+
+
+def _open_target(location: str, target: TargetConfig) -> Storage:
+    """Return the store at `target`'s url; `location` names it in errors."""
     parsed = urlparse(target.url)
     if parsed.scheme == "s3":
         from opskit.storage import s3  # boto3 is imported only when S3 is used

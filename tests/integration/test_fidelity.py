@@ -131,8 +131,9 @@ def _new_volume(resources, unique_name: str, suffix: str) -> str:
     return resources.track_volume(f"{unique_name}-{suffix}")
 
 
+@pytest.mark.parametrize("transfer_mode", ["fifo", "remote"])
 def test_gnu_tar_helper_keeps_owners_acls_xattrs_exact_times_and_holes(
-    docker_client, resources, unique_name, store
+    transfer_mode, docker_client, resources, unique_name, store
 ):
     source = resources.volume()
     source_root = volume_mountpoint(docker_client, source)
@@ -140,10 +141,12 @@ def test_gnu_tar_helper_keeps_owners_acls_xattrs_exact_times_and_holes(
     expected = _snapshot(source_root)
     target = _new_volume(resources, unique_name, "restored")
 
-    record = backup(source, store, "--helper-image", GNU_IMAGE, "--transfer", "fifo")
-    restore(source, store, "--into", target, "--helper-image", GNU_IMAGE, "--transfer", "fifo")
+    options = ("--helper-image", GNU_IMAGE, "--transfer", transfer_mode)
+    record = backup(source, store, *options)
+    restore(source, store, "--into", target, *options)
 
     assert record["tar"].startswith("gnu tar 1."), record
+    assert record["transfer"] == transfer_mode, record
     assert set(record["tar_keeps"]) >= {
         "large-owners",
         "xattrs",
@@ -166,8 +169,8 @@ def test_gnu_tar_helper_keeps_owners_acls_xattrs_exact_times_and_holes(
     assert helpers_using(docker_client, target) == []
 
 
-@pytest.mark.parametrize("transfer_mode", ["fifo", "archive-api"])
-def test_gnu_tar_helper_keeps_large_owners_through_either_transfer(
+@pytest.mark.parametrize("transfer_mode", ["fifo", "remote", "archive-api"])
+def test_gnu_tar_helper_keeps_large_owners_through_each_transfer(
     transfer_mode, docker_client, resources, unique_name, store
 ):
     source = resources.volume()

@@ -17,6 +17,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from opskit.storage import hosts
 from tests.integration import trees
 from tests.integration.opskit_cli import (
     REPOSITORY,
@@ -97,7 +98,8 @@ def test_s3_roundtrip_list_and_restore_latest_and_by_id(
 def test_s3_named_target_streams_a_large_archive_in_parts(
     s3_env, s3_bucket, s3_client, docker_client, resources, unique_name, tmp_path
 ) -> None:
-    """A config target with S3 settings: 5 MiB parts, a storage class and SSE on the archive."""
+    """A config target with S3 settings: 5 MiB parts, a storage class and SSE on the archive,
+    under this host's prefix (an S3 target's default)."""
     source = resources.volume(f"{unique_name}-random")
     trees.populate_random(docker_client, source, megabytes=24, files=3)
     expected = trees.snapshot(docker_client, source)
@@ -116,14 +118,15 @@ def test_s3_named_target_streams_a_large_archive_in_parts(
     record = _json(
         run_opskit("volume", "backup", source, "--to", "offsite", "--json", env=environment)
     )
-    assert record["location"] == f"s3://{s3_bucket}/named/{record['archive']}"
+    prefix = f"named/{hosts.this_host()}"
+    assert record["location"] == f"s3://{s3_bucket}/{prefix}/{record['archive']}"
 
-    archive = s3_client.head_object(Bucket=s3_bucket, Key=f"named/{record['archive']}")
+    archive = s3_client.head_object(Bucket=s3_bucket, Key=f"{prefix}/{record['archive']}")
     parts = int(archive["ETag"].strip('"').rpartition("-")[2])
     assert parts == -(-record["size"] // (5 * MiB)) >= 5
     assert archive["StorageClass"] == "STANDARD_IA"
     assert archive["ServerSideEncryption"] == "AES256"
-    metadata = s3_client.head_object(Bucket=s3_bucket, Key=f"named/{record['id']}.json")
+    metadata = s3_client.head_object(Bucket=s3_bucket, Key=f"{prefix}/{record['id']}.json")
     assert "StorageClass" not in metadata  # metadata stays STANDARD
     assert metadata["ServerSideEncryption"] == "AES256"
 
@@ -305,8 +308,8 @@ def test_s3_backup_with_assembled_parts_restores_exactly(
     piece = 5 * MiB
     small_plan = PartPlan(piece, ((2, piece), (MAX_PARTS - 2, 3 * piece)))
 
-    def open_with_small_plan(location, config):
-        storage = open_storage(location, config)
+    def open_with_small_plan(location, config, host=None):
+        storage = open_storage(location, config, host)
         storage.plan = small_plan
         return storage
 

@@ -7,6 +7,7 @@ failure becomes a one-line opskit error naming the bucket or key (`failures`).
 
 from __future__ import annotations
 
+import builtins
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -273,6 +274,23 @@ class S3Storage(Storage):
 
         self._call("listing", self.prefix or None, collect)
         yield from sorted(found, key=lambda info: info.name)
+
+    def list_directories(self) -> builtins.list[str]:
+        """One listing with a delimiter: S3 returns each first part once (as a CommonPrefix),
+        however many objects are below it."""
+        root = self._key_prefix()
+        paginator = self.client.get_paginator("list_objects_v2")
+        found = []
+
+        def collect() -> None:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=root, Delimiter="/"):
+                for entry in page.get("CommonPrefixes", []):
+                    name = entry["Prefix"][len(root) :].removesuffix("/")
+                    if _is_valid_name(name) and "/" not in name and name != STAGING_DIRECTORY:
+                        found.append(name)
+
+        self._call("listing", self.prefix or None, collect)
+        return sorted(found)
 
     def remove(self, name: str) -> None:
         key = self.key(name)

@@ -153,6 +153,16 @@ def test_list_of_an_empty_store_is_empty(storage: Storage) -> None:
     assert names(storage) == []
 
 
+def test_list_directories_names_each_first_part_once_in_name_order(storage: Storage) -> None:
+    for name in ["b/2.json", "a/1.json", "a/deep/er/x", "ab/x", "c", "d/e/f"]:
+        storage.write_bytes(name, name.encode())
+    assert storage.list_directories() == ["a", "ab", "b", "d"]
+
+
+def test_list_directories_of_an_empty_store_is_empty(storage: Storage) -> None:
+    assert storage.list_directories() == []
+
+
 def test_missing_objects_raise_not_found(storage: Storage) -> None:
     with pytest.raises(errors.NotFound, match="missing.json"):
         storage.stat("missing.json")

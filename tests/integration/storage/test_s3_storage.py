@@ -266,3 +266,20 @@ def test_write_after_commit_is_a_programming_error(make_storage) -> None:
     writer.commit()
     with pytest.raises(ValueError):
         writer.write(b"2")
+
+
+def test_list_directories_passes_over_staging_markers_and_keys_beside_the_prefix(
+    make_storage, s3_client, s3_bucket
+) -> None:
+    storage = make_storage("fleet")
+    for key in (
+        "fleet/host-a/app.json",
+        "fleet/host-b/index/records.json",
+        "fleet/.opskit-staging/dead+1+2/part-1",  # the store's own staging objects
+        "fleet/marker-only/",  # a "directory" marker some tools write: S3 names it too
+        "fleet/top.json",
+        "fleetwood/host-x/app.json",  # another prefix that only starts the same
+    ):
+        s3_client.put_object(Bucket=s3_bucket, Key=key, Body=b"1")
+
+    assert storage.list_directories() == ["host-a", "host-b", "marker-only"]

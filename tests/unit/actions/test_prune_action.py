@@ -70,7 +70,9 @@ def test_run_prune_interrupted_after_the_metadata_leaves_no_listed_backup_withou
 ) -> None:
     ids = [write_backup(tmp_path, "app", days_ago) for days_ago in (5, 4, 3)]
     monkeypatch.setattr(
-        context_module, "open_storage", lambda location, config: ArchiveRemovalFails(tmp_path)
+        context_module,
+        "open_storage",
+        lambda location, config, host=None: ArchiveRemovalFails(tmp_path),
     )
     request = PruneRequest(str(tmp_path), Policy(last=1))
 

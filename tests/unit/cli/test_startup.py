@@ -142,16 +142,18 @@ def test_volume_list_loads_no_docker(tmp_path):
 
 
 def test_cli_copies_of_defaults_match_their_sources():
-    """The CLI writes out three values help shows, so that help imports none of their modules;
+    """The CLI writes out four values help shows, so that help imports none of their modules;
     they must stay equal to the originals."""
     from opskit.cli import daemon as daemon_cli
+    from opskit.cli import options, volume_snapshot
     from opskit.cli import ports as ports_cli
-    from opskit.cli import volume_snapshot
     from opskit.daemon import scheduler
+    from opskit.engine import client
     from opskit.ports.model import Severity
     from opskit.repository import snapshots
 
     assert volume_snapshot.DEFAULT_TAG == snapshots.DEFAULT_TAG
+    assert options.CONTEXT_PREFIX == client.CONTEXT_PREFIX
     assert daemon_cli.DEFAULT_STATE_FILE == scheduler.DEFAULT_STATE_FILE
     assert [choice.value for choice in ports_cli.SeverityChoice] == [
         severity.value for severity in Severity

@@ -1,4 +1,6 @@
-"""The one place that chooses how bytes move: fifo for a local engine, archive API otherwise."""
+"""The one place that chooses how bytes move, and how an engine says it runs on this machine."""
+
+import socket
 
 import pytest
 
@@ -6,34 +8,31 @@ from opskit import errors
 from opskit.engine import client, transfer
 
 
-def _engine(address: str) -> client.Engine:
-    # No connection is made: choosing needs only the address.
+def _engine(on_this_host: bool) -> client.Engine:
+    # No connection is made: choosing needs only what the engine said of itself.
     return client.Engine(
         client=None,  # type: ignore[arg-type]
-        address=address,
-        shares_filesystem=client.is_local_address(address),
+        address="unix:///var/run/docker.sock",
+        shares_filesystem=on_this_host,
     )
 
 
-@pytest.mark.parametrize(
-    "address", ["unix:///var/run/docker.sock", "/var/run/docker.sock", "npipe:////./pipe/x"]
-)
-def test_auto_picks_the_fifo_for_a_local_engine(address):
-    chosen = transfer.choose_transfer(_engine(address), "auto")
+def test_auto_picks_the_fifo_for_an_engine_on_this_machine():
+    chosen = transfer.choose_transfer(_engine(True), "auto")
     try:
         assert chosen.name == "fifo"
     finally:
         chosen.close()
 
 
-@pytest.mark.parametrize("address", ["tcp://10.0.0.5:2376", "ssh://ops@db1", "http://host:2375"])
-def test_auto_picks_the_archive_api_for_a_remote_engine(address):
-    assert transfer.choose_transfer(_engine(address), "auto").name == "archive-api"
+def test_auto_picks_the_remote_path_for_any_other_engine():
+    assert transfer.choose_transfer(_engine(False), "auto").name == "remote"
 
 
 def test_a_forced_mode_wins():
-    assert transfer.choose_transfer(_engine("unix:///x"), "archive-api").name == "archive-api"
-    forced = transfer.choose_transfer(_engine("tcp://h:1"), "fifo")
+    assert transfer.choose_transfer(_engine(True), "archive-api").name == "archive-api"
+    assert transfer.choose_transfer(_engine(True), "remote").name == "remote"
+    forced = transfer.choose_transfer(_engine(False), "fifo")
     try:
         assert forced.name == "fifo"
     finally:
@@ -42,4 +41,27 @@ def test_a_forced_mode_wins():
 
 def test_an_unknown_mode_is_a_usage_error():
     with pytest.raises(errors.UsageError, match="unknown transfer"):
-        transfer.choose_transfer(_engine("unix:///x"), "carrier-pigeon")
+        transfer.choose_transfer(_engine(True), "carrier-pigeon")
+
+
+def _info(tmp_path, name=None, engine_id="ID-1"):
+    return {"Name": name or socket.gethostname(), "DockerRootDir": str(tmp_path), "ID": engine_id}
+
+
+def test_an_engine_with_our_name_and_a_data_root_here_is_on_this_machine(tmp_path):
+    assert client.runs_on_this_host(_info(tmp_path))
+
+
+def test_an_engine_in_a_vm_behind_a_unix_socket_is_not(tmp_path):
+    # Docker Desktop: the socket is local, the engine's host is the VM "docker-desktop".
+    assert not client.runs_on_this_host(_info(tmp_path, name="docker-desktop"))
+
+
+def test_an_engine_whose_data_root_is_not_here_is_not(tmp_path):
+    assert not client.runs_on_this_host(_info(tmp_path / "missing"))
+
+
+def test_an_engine_id_file_must_match_the_engine_that_answered(tmp_path):
+    (tmp_path / "engine-id").write_text("ID-1\n")
+    assert client.runs_on_this_host(_info(tmp_path, engine_id="ID-1"))
+    assert not client.runs_on_this_host(_info(tmp_path, engine_id="ID-2"))

@@ -139,3 +139,17 @@ def test_remove_leftovers_removes_partial_files_of_dead_writers_only(store):
 def test_remove_leftovers_of_a_missing_or_read_only_store_is_quiet(tmp_path):
     LocalStorage(tmp_path / "missing").remove_leftovers()
     assert not (tmp_path / "missing").exists()
+
+
+def test_list_directories_names_the_directories_below_the_root_with_objects(store):
+    store.write_bytes("top.json", b"1")
+    store.write_bytes("a/one.json", b"1")
+    store.write_bytes("a/deeper/two.json", b"2")
+    store.write_bytes("b/deeper/three.json", b"3")
+    (store.root / "empty").mkdir()
+
+    assert store.list_directories() == ["a", "b"]
+
+
+def test_list_directories_of_a_missing_root_is_empty(tmp_path):
+    assert LocalStorage(tmp_path / "missing").list_directories() == []
