@@ -41,6 +41,15 @@ ContextOption = Annotated[
         show_default=False,
     ),
 ]
+HostOption = Annotated[
+    str | None,
+    typer.Option(
+        "--host",
+        help="Another machine's backups, in a target shared by a fleet (targets with "
+        "host_prefix, the default for S3 targets). Default: this machine's.",
+        show_default=False,
+    ),
+]
 WaitOption = Annotated[
     float,
     typer.Option(

@@ -19,6 +19,7 @@ from opskit.cli.options import (
     EncryptToFileOption,
     EncryptToOption,
     FromOption,
+    HostOption,
     IdentityOption,
     JsonOption,
     WaitOption,
@@ -265,6 +266,11 @@ def list_backups(
     snapshot: Annotated[
         str | None, typer.Option("--snapshot", help="Only backups of this snapshot.")
     ] = None,
+    host: HostOption = None,
+    all_hosts: Annotated[
+        bool,
+        typer.Option("--all-hosts", help="Every machine's backups in a target shared by a fleet."),
+    ] = False,
     json_output: JsonOption = False,
     config_path: ConfigOption = None,
 ) -> None:
@@ -275,6 +281,8 @@ def list_backups(
     \b
       opskit volume list --from /var/backups/opskit
       opskit volume list --from s3://ops-backups/docker --volume pgdata --json
+      opskit volume list --from offsite --all-hosts
+      opskit volume list --from offsite --host db1
     """
     with starting_up():
         from opskit.actions.list_backups import run_list_backups
@@ -283,7 +291,7 @@ def list_backups(
     config = load_config(config_path)
     location = resolve_location(from_, config)
     with render.run_context(config) as context:
-        listing = run_list_backups(location, context, volume)
+        listing = run_list_backups(location, context, volume, host=host, all_hosts=all_hosts)
     records = filters.filter_listing(listing, tag or [], snapshot)
     for problem in records.problems:
         render.notice(f"passed over damaged backup metadata {problem}")
@@ -307,12 +315,14 @@ def _records_table(records: list[BackupRecord]) -> Table:
     from rich.text import Text
 
     table = Table(box=None, pad_edge=False)
-    columns = ("ID", "SOURCE", "KIND", "CREATED", "SIZE", "COMPRESSION", "TAR", "TAGS", "VERIFIED")
+    columns = ("ID", "HOST", "SOURCE", "KIND", "CREATED", "SIZE", "COMPRESSION", "TAR", "TAGS",
+               "VERIFIED")  # fmt: skip
     for column in columns:
         table.add_column(column, no_wrap=column in ("ID", "CREATED"))
     for record in records:
         cells = [
             record.id,
+            record.hostname or "-",
             record.source,
             record.kind,
             record.created,
@@ -350,6 +360,7 @@ def restore(
         ),
     ] = None,
     from_: FromOption = None,
+    host: HostOption = None,
     backup_id: Annotated[str, typer.Option("--backup", help="Backup id, or latest.")] = "latest",
     into: Annotated[
         str | None,
@@ -394,6 +405,7 @@ def restore(
       opskit volume restore pgdata --from /var/backups/opskit --force --stop-containers
       opskit volume restore pgdata --from /var/backups/opskit --backup pgdata-20261126T095132Z-1a2b
       opskit volume restore pgdata --from s3://ops-backups/docker --into pgdata-check
+      opskit volume restore pgdata --from offsite --host db1 --into pgdata-from-db1
       opskit volume restore --snapshot shop-20261126T095132Z-1a2b --force --stop-containers
     """
     with starting_up():
@@ -402,9 +414,9 @@ def restore(
         from opskit.config.load import load_config
     config = load_config(config_path)
     if snapshot is not None:
-        if source is not None or into is not None or backup_id != "latest":
-            raise errors.UsageError("--snapshot restores a whole set: give no source, --into "
-                                    "or --backup with it")  # fmt: skip
+        if source is not None or into is not None or backup_id != "latest" or host:
+            raise errors.UsageError("--snapshot restores a whole set: give no source, --into, "
+                                    "--backup or --host with it")  # fmt: skip
         _restore_snapshot(
             SnapshotRestoreRequest(
                 snapshot=snapshot,
@@ -437,6 +449,7 @@ def restore(
         docker_host=engine_reference(docker_host, docker_context),
         wait_seconds=wait,
         allow_devices=allow_devices,
+        host=host,
     )
     with render.progress_bar(f"restore {source}", enabled=not json_output) as bar:
         with render.run_context(config, identity) as context:

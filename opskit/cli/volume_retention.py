@@ -10,7 +10,7 @@ import typer
 from opskit import errors
 from opskit.__main__ import starting_up
 from opskit.cli import render, volume
-from opskit.cli.options import ConfigOption, FromOption, JsonOption
+from opskit.cli.options import ConfigOption, FromOption, HostOption, JsonOption
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -29,6 +29,7 @@ def _count_option(name: str, what: str) -> object:
 @app.command("prune")
 def prune(
     from_: FromOption = None,
+    host: HostOption = None,
     volume_name: Annotated[
         str | None, typer.Option("--volume", help="Only backups of this volume or path.")
     ] = None,
@@ -101,6 +102,7 @@ def prune(
         policy=policy,
         volume=volume_name,
         dry_run=dry_run,
+        host=host,
     )
     with render.run_context(config) as context:
         result = run_prune(request, context)

@@ -15,6 +15,7 @@ from opskit.cli.options import (
     ContextOption,
     DockerHostOption,
     FromOption,
+    HostOption,
     IdentityOption,
     JsonOption,
     engine_reference,
@@ -36,6 +37,7 @@ SHOWN_DIFFERENCES = 10
 @app.command("verify")
 def verify(
     from_: FromOption = None,
+    host: HostOption = None,
     volume: Annotated[
         str | None,
         typer.Option(
@@ -118,6 +120,7 @@ def verify(
         transfer=transfer.value,
         helper_image=helper_image,
         docker_host=engine_reference(docker_host, docker_context),
+        host=host,
         allow_devices=allow_devices,
     )
     with render.run_context(config, identity) as context:

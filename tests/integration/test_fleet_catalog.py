@@ -154,3 +154,44 @@ def test_a_host_without_backups_lists_nothing_and_restores_not_found(
         assert list(run_list_backups("fleet", context, host="host-z")) == []
         with pytest.raises(errors.NotFound, match="host-z"):
             run_restore(RestoreRequest(source, "fleet", host="host-z"), context)
+
+
+def test_the_command_line_lists_the_fleet_and_restores_from_another_host(
+    docker_client, resources, tmp_path
+):
+    """`--all-hosts` and `--host` as a user types them, on a local target with host prefixes
+    (the other host's part is this host's, copied under another name: what a second machine
+    writing to the shared target leaves)."""
+    import shutil
+
+    from tests.integration.opskit_cli import run_json, run_opskit
+
+    shared = tmp_path / "shared"
+    config = tmp_path / "opskit.yaml"
+    config.write_text(f"targets:\n  fleet:\n    url: {shared}\n    host_prefix: true\n")
+    environment = {"OPSKIT_CONFIG": str(config)}
+    source = resources.volume()
+    docker_client.containers.run(
+        "busybox:stable", ["sh", "-c", "echo from-a > /data/file"], remove=True,
+        volumes={source: {"bind": "/data"}},
+    )  # fmt: skip
+    backed_up = run_opskit("volume", "backup", source, "--to", "fleet", "--json", env=environment)
+    assert backed_up.returncode == 0, backed_up.stderr
+    (this_host,) = [entry.name for entry in shared.iterdir()]
+    shutil.copytree(shared / this_host, shared / "host-a")
+
+    everything = run_json("volume", "list", "--from", "fleet", "--all-hosts", env=environment)
+    from_a = run_json("volume", "list", "--from", "fleet", "--host", "host-a", env=environment)
+    target = resources.track_volume(f"{source}-from-a")
+    restored = run_opskit(
+        "volume", "restore", source, "--from", "fleet", "--host", "host-a", "--into", target,
+        env=environment,
+    )  # fmt: skip
+
+    assert len(everything) == 2 and len(from_a) == 1, (everything, from_a)
+    assert {record["location"].split("/")[-2] for record in everything} == {this_host, "host-a"}
+    assert restored.returncode == 0, restored.stderr
+    output = docker_client.containers.run(
+        "busybox:stable", ["cat", "/data/file"], remove=True, volumes={target: {"bind": "/data"}}
+    )
+    assert output == b"from-a\n"
