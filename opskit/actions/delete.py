@@ -16,7 +16,7 @@ from opskit import errors, untrusted
 from opskit.actions.context import RunContext
 from opskit.log import get_logger
 from opskit.repository import catalog, snapshots
-from opskit.storage.base import Storage
+from opskit.storage.base import Storage, check_directory_exists
 
 log = get_logger(__name__)
 
@@ -68,12 +68,7 @@ def run_delete(
     if not catalog.SAFE_ID.fullmatch(request.backup_id):
         raise errors.UsageError(f"{shown!r} is not a backup id", "copy one from opskit volume list")
     storage = context.store(request.location)
-    directory = storage.local_directory()
-    if directory is not None and not directory.is_dir():
-        raise errors.NotFound(
-            f"backup directory {untrusted.printable(str(directory))} does not exist",
-            "check --from",
-        )
+    check_directory_exists(storage)
     candidate = _find(storage, request)
     if confirm is not None and not confirm(candidate):
         return candidate

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from opskit import errors, untrusted
+from opskit import errors
 from opskit.actions.context import RunContext
 from opskit.engine.source import DataSource
 from opskit.repository import catalog
 from opskit.storage import registry
-from opskit.storage.base import Storage
+from opskit.storage.base import check_directory_exists
 
 
 def run_list_backups(
@@ -37,7 +37,7 @@ def run_list_backups(
     if all_hosts and registry.uses_host_prefixes(location, context.config):
         return _list_fleet(location, context, source)
     storage = context.store(location, host)
-    _check_directory(storage)
+    check_directory_exists(storage)
     if host is None:
         storage.remove_leftovers()
     return catalog.list_records(storage, source)
@@ -61,12 +61,3 @@ def _list_fleet(location: str, context: RunContext, source: str | None) -> catal
     fleet = catalog.Listing(records, problems)
     fleet.files_read = files_read
     return fleet
-
-
-def _check_directory(storage: Storage) -> None:
-    directory = storage.local_directory()
-    if directory is not None and not directory.is_dir():
-        raise errors.NotFound(
-            f"backup directory {untrusted.printable(str(directory))} does not exist",
-            "check --from",
-        )

@@ -30,7 +30,7 @@ from opskit.actions.context import RunContext
 from opskit.engine.volumes import DataSource
 from opskit.log import get_logger
 from opskit.repository import catalog, retention, snapshots
-from opskit.storage.base import ObjectInfo, Storage
+from opskit.storage.base import ObjectInfo, Storage, check_directory_exists
 
 log = get_logger(__name__)
 
@@ -115,7 +115,7 @@ def run_prune(
     request.policy.check()
     now = now or catalog.utc_now()
     storage = context.store(request.location, request.host)
-    _check_directory(storage)
+    check_directory_exists(storage)
     if not request.dry_run and request.host is None:  # never another host's in-progress files
         storage.remove_leftovers()
     source = DataSource.parse(request.volume).name if request.volume else None
@@ -139,15 +139,6 @@ def run_prune(
     if not request.dry_run:
         _remove(storage, listing, result)
     return result
-
-
-def _check_directory(storage: Storage) -> None:
-    directory = storage.local_directory()
-    if directory is not None and not directory.is_dir():
-        raise errors.NotFound(
-            f"backup directory {untrusted.printable(str(directory))} does not exist",
-            "check --from",
-        )
 
 
 def _held_sources(

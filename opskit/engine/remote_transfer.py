@@ -24,7 +24,7 @@ from typing import Any
 from opskit import errors
 from opskit.engine.client import Engine, translated_errors
 from opskit.engine.helper import BoundedOutput, ExecResult, HelperSession, exit_code_of
-from opskit.engine.transfer import CHUNK_SIZE, ChunkSink, Transfer, finish_export, tar_error
+from opskit.engine.transfer import CHUNK_SIZE, ChunkSink, Transfer, finish_export, finish_import
 from opskit.log import get_logger
 
 log = get_logger(__name__)
@@ -190,10 +190,6 @@ class RemoteTransfer(Transfer):
             reader.join()
         finally:
             running.close()
-        result = running.result()
-        if result.exit_code != 0:
-            raise errors.HelperFailed(
-                f"writing into {directory} in the helper container failed: {tar_error(result)}"
-            )
+        finish_import(running.result(), directory)
         if reader_error:
             raise reader_error[0]

@@ -256,7 +256,7 @@ class FifoTransfer(Transfer):
             if descriptor >= 0:
                 os.close(descriptor)
             host_path.unlink(missing_ok=True)
-        _check_tar(tar, f"writing into {directory} in the helper container")
+        finish_import(tar.wait(), directory)
 
 
 def finish_export(session: HelperSession, result: ExecResult, directory: str) -> None:
@@ -310,10 +310,12 @@ def _open_writer(host_path: Path, tar: RunningExec) -> int:
         time.sleep(0.02)
 
 
-def _check_tar(tar: RunningExec, what: str) -> None:
-    result = tar.wait()
+def finish_import(result: ExecResult, directory: str) -> None:
+    """Raise `HelperFailed` if the helper's tar that extracted into `directory` failed."""
     if result.exit_code != 0:
-        raise errors.HelperFailed(f"{what} failed: {tar_error(result)}")
+        raise errors.HelperFailed(
+            f"writing into {directory} in the helper container failed: {tar_error(result)}"
+        )
 
 
 def tar_error(result: ExecResult) -> str:

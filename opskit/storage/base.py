@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from opskit import errors, untrusted
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -122,6 +124,16 @@ class Storage(abc.ABC):
 
     def close(self) -> None:
         """Release connections; the default has none."""
+
+
+def check_directory_exists(storage: Storage, hint: str = "check --from") -> None:
+    """Raise `NotFound` (with `hint`) if `storage` is a local directory that does not exist:
+    reading a store there must say so, not report "no backups"."""
+    directory = storage.local_directory()
+    if directory is not None and not directory.is_dir():
+        raise errors.NotFound(
+            f"backup directory {untrusted.printable(str(directory))} does not exist", hint
+        )
 
 
 def check_name(name: str) -> str:

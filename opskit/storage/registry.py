@@ -11,7 +11,7 @@ from opskit import errors, untrusted
 from opskit.config.schema import Config
 from opskit.config.targets import TargetConfig
 from opskit.storage import hosts
-from opskit.storage.base import Storage
+from opskit.storage.base import Storage, check_directory_exists
 from opskit.storage.local import LocalStorage
 
 
@@ -64,12 +64,7 @@ def fleet_hosts(location: str, config: Config | None = None) -> list[str]:
         )
     root = _open_target(location, config.targets[location])
     try:
-        directory = root.local_directory()
-        if directory is not None and not directory.is_dir():
-            raise errors.NotFound(
-                f"backup directory {untrusted.printable(str(directory))} does not exist",
-                "check the target's url",
-            )
+        check_directory_exists(root, "check the target's url")
         return [name for name in root.list_directories() if hosts.is_host_prefix(name)]
     finally:
         root.close()
